@@ -1,0 +1,18 @@
+"""The project's own error types: every failure a user can cause ends in one of these, with a message
+that names the problem (never a traceback from deep inside a library)."""
+
+
+class LeafCodecError(Exception):
+    """Base class; the command line prints ``error: <message>`` and exits with status 2."""
+
+
+class DataError(LeafCodecError):
+    """Missing dataset folder, unreadable image, bad manifest."""
+
+
+class CodecError(LeafCodecError):
+    """A file that is not a valid leaf-codec bitstream (truncated, corrupted, foreign, wrong model)."""
+
+
+class CheckpointError(LeafCodecError):
+    """A checkpoint that is missing, unreadable or for another architecture."""

@@ -1,0 +1,24 @@
+"""Where things live. Every notebook and command resolves paths here, once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+OUTPUTS = ROOT / "outputs"
+CHECKPOINTS = OUTPUTS / "checkpoints"
+FIGURES = OUTPUTS / "figures"
+TABLES = OUTPUTS / "tables"
+RESULTS = OUTPUTS / "results"
+CACHE = DATA / "cache"  # decoded-image caches; never committed
+MANIFEST = DATA / "split_manifest.csv"
+# Where `make data` puts PlantVillage when DATA_DIR is not given.
+DOWNLOADED_DATA = DATA / "plantvillage"
+SHIPPED_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior.pth.tar"
+
+
+def data_dir() -> Path:
+    """PlantVillage root (``<class>/<image>``): ``$DATA_DIR`` if set, else the downloaded copy."""
+    return Path(os.environ.get("DATA_DIR") or DOWNLOADED_DATA).expanduser().resolve()

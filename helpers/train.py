@@ -1,0 +1,384 @@
+"""Training engine: rate-distortion loss, CPU/GPU mixed precision, atomic checkpoints, exact resume, DDP.
+
+Loss per image at quality level k (CompressAI convention, lambda on the distortion):
+
+    L_k = R + lambda_k * [ (1 - alpha) * 255^2 * MSE + alpha * MSSSIM_WEIGHT * (1 - MS-SSIM) ] + beta * LPIPS
+
+The seed writes the same trade-off as lambda_R * R + D; the two are equal up to scale with lambda = 1/lambda_R.
+Each image in a batch draws its own level, so one run trains every quality level of the gain-unit model.
+
+Run with ``python -m helpers train RUN_DIR`` (single process) or
+``torchrun --nproc_per_node 2 -m helpers train RUN_DIR`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import paths
+from .data import load_array, read_manifest, split_paths
+from .errors import CheckpointError
+from .model import DEFAULT_LAMBDAS, LeafHyperprior
+
+MSSSIM_WEIGHT = 2000.0  # brings (1 - MS-SSIM) to the scale of 255^2 * MSE at typical operating points
+
+
+@dataclass
+class TrainConfig:
+    N: int = 64
+    M: int = 96
+    lambdas: tuple = DEFAULT_LAMBDAS
+    alpha: float = 0.0  # MS-SSIM share of the distortion (0: PSNR-optimised codec)
+    beta: float = 0.0  # LPIPS weight (optional perceptual term)
+    steps: int = 24000
+    batch_size: int = 16
+    crop: int = 128
+    lr: float = 1e-3  # the seed's 1e-4 does not converge in a CPU budget (see README)
+    min_lr: float = 1e-5
+    decay_start: float = 0.75  # fraction of steps at constant lr before the cosine decay to min_lr
+    warmup_steps: int = 200
+    aux_lr: float = 1e-3
+    clip_grad: float = 1.0
+    precision: str = "auto"  # auto: fp16+GradScaler on CUDA, bf16 autocast on CPU; or fp32
+    channels_last: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 50
+    val_every: int = 1000
+    val_images: int = 24
+    train_images: int | None = None  # limit (smoke runs)
+    seed: int = 0
+    notes: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "lambdas" in known:
+            known["lambdas"] = tuple(known["lambdas"])
+        return cls(**known)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    start = int(cfg.decay_start * cfg.steps)
+    if step < start:
+        return cfg.lr
+    t = min(1.0, (step - start) / max(1, cfg.steps - start))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def build_model(cfg: TrainConfig) -> LeafHyperprior:
+    return LeafHyperprior(cfg.N, cfg.M, cfg.lambdas)
+
+
+# ----- distributed helpers --------------------------------------------------------------------------------
+def _dist_setup() -> tuple[int, int]:
+    if "RANK" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# ----- loss -----------------------------------------------------------------------------------------------
+class RateDistortionLoss(nn.Module):
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.alpha, self.beta = cfg.alpha, cfg.beta
+        self.lpips = None
+        if self.beta > 0:
+            from .metrics import lpips_network
+
+            self.lpips = lpips_network()
+
+    def forward(self, out: dict, x: torch.Tensor, lam: torch.Tensor) -> dict:
+        n, _, h, w = x.shape
+        bpp = sum(-torch.log2(v).flatten(1).sum(1) for v in out["likelihoods"].values()) / (h * w)
+        x_hat = out["x_hat"]
+        mse = ((x_hat - x) ** 2).flatten(1).mean(1)
+        dist_ = (1 - self.alpha) * 255**2 * mse
+        if self.alpha > 0:
+            from pytorch_msssim import ms_ssim
+
+            # Five scales need >160 px; smaller crops drop the coarsest scale(s).
+            scales = 5 if min(h, w) > 160 else 4
+            weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:scales]
+            msssim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False, weights=weights)
+            dist_ = dist_ + self.alpha * MSSSIM_WEIGHT * (1 - msssim)
+        loss = bpp + lam * dist_
+        if self.lpips is not None:
+            loss = loss + self.beta * self.lpips(x_hat * 2 - 1, x * 2 - 1).flatten()
+        return {"loss": loss.mean(), "bpp": bpp.detach(), "mse": mse.detach()}
+
+
+class _TrainStep(nn.Module):
+    """Model + aux loss in one forward so DDP synchronises the entropy bottleneck's quantiles too."""
+
+    def __init__(self, model: LeafHyperprior):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, level):
+        out = self.model(x, level)
+        out["aux"] = self.model.aux_loss()
+        return out
+
+
+# ----- batches ----------------------------------------------------------------------------------------------
+class CropSampler:
+    """Random crops + flips from an in-memory uint8 array: no worker processes, so both CPU cores train."""
+
+    def __init__(self, images: np.ndarray, crop: int, batch_size: int, generator: torch.Generator):
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.crop, self.batch_size, self.g = crop, batch_size, generator
+
+    def __call__(self) -> torch.Tensor:
+        n, _, h, w = self.images.shape
+        idx = torch.randint(n, (self.batch_size,), generator=self.g)
+        ys = torch.randint(h - self.crop + 1, (self.batch_size,), generator=self.g)
+        xs = torch.randint(w - self.crop + 1, (self.batch_size,), generator=self.g)
+        flips = torch.rand(self.batch_size, 2, generator=self.g) < 0.5
+        out = []
+        for i, y, x, f in zip(idx.tolist(), ys.tolist(), xs.tolist(), flips.tolist()):
+            c = self.images[i, :, y : y + self.crop, x : x + self.crop]
+            if f[0]:
+                c = c.flip(-1)
+            if f[1]:
+                c = c.flip(-2)
+            out.append(c)
+        return torch.stack(out).float().div_(255)
+
+
+# ----- checkpoints ------------------------------------------------------------------------------------------
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} is not a leaf-codec checkpoint (no model/config entries)")
+    return ckpt
+
+
+def _rng_state(g: torch.Generator) -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "sampler": g.get_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_rng_state(state: dict, g: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    g.set_state(state["sampler"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----- validation -------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(model: LeafHyperprior, images: torch.Tensor, device) -> list[dict]:
+    """Per-level estimated bpp (from the likelihoods of rounded latents), PSNR and MS-SSIM."""
+    from pytorch_msssim import ms_ssim
+
+    model.eval()
+    rows = []
+    x = images.to(device).float().div(255)
+    for k in range(model.num_levels):
+        level = torch.full((x.shape[0],), k, device=device, dtype=torch.long)
+        out = model(x, level)
+        n, _, h, w = x.shape
+        bpp = sum(-torch.log2(v).flatten(1).sum(1) for v in out["likelihoods"].values()) / (h * w)
+        x_hat = out["x_hat"].clamp(0, 1)
+        mse = ((x_hat - x) ** 2).flatten(1).mean(1)
+        psnr = (10 * torch.log10(1 / mse)).mean().item()
+        msssim = ms_ssim(x_hat, x, data_range=1.0, size_average=True).item()
+        rows.append({"level": k + 1, "bpp": bpp.mean().item(), "psnr": psnr, "ms_ssim": msssim})
+    model.train()
+    return rows
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+# ----- the loop -----------------------------------------------------------------------------------------------
+def train(run_dir: Path, cfg: TrainConfig | None = None, data_root: Path | None = None,
+          manifest: Path = paths.MANIFEST, max_steps_this_call: int | None = None,
+          init_from: Path | None = None, progress: bool = True) -> Path:
+    """Train (or resume) the run in ``run_dir``; returns the path of its latest checkpoint.
+
+    ``run_dir/last.pth.tar`` holds everything needed to continue exactly: weights, both optimisers, the
+    grad scaler, the step and every RNG. ``init_from`` starts a new run from another checkpoint's weights
+    (fine-tuning). ``max_steps_this_call`` stops early (the schedule still spans ``cfg.steps``).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    last = run_dir / "last.pth.tar"
+    rank, world = _dist_setup()
+    device = _device(rank)
+
+    resume = load_checkpoint(last) if last.exists() else None
+    if resume is not None:
+        cfg = TrainConfig.from_dict(resume["config"])
+    elif cfg is None:
+        cfg = TrainConfig()
+
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+
+    model = build_model(cfg).to(device)
+    if init_from is not None and resume is None:
+        model.load_state_dict(load_checkpoint(init_from)["model"], strict=False)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    optimizer = torch.optim.Adam(main_params, lr=cfg.lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+
+    use_cuda = device.type == "cuda"
+    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if use_cuda else "bf16")
+    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda)
+
+    step = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        aux_optimizer.load_state_dict(resume["aux_optimizer"])
+        scaler.load_state_dict(resume["scaler"])
+        step = resume["step"]
+        _set_rng_state(resume["rng"][min(rank, len(resume["rng"]) - 1)], g)
+
+    data_root = Path(data_root) if data_root is not None else paths.data_dir()
+    records = read_manifest(manifest)
+    cache_tag = f"{manifest.stem}_{cfg.train_images or 'all'}"
+    train_arr = load_array(split_paths(records, "train", data_root, cfg.train_images),
+                           cache=paths.CACHE / f"train_{cache_tag}.npy", progress=progress and rank == 0)
+    val_arr = torch.from_numpy(load_array(split_paths(records, "val", data_root, cfg.val_images),
+                                          progress=False))
+    sampler = CropSampler(train_arr, cfg.crop, cfg.batch_size, g)
+
+    net = _TrainStep(model)
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if use_cuda else None)
+    loss_fn = RateDistortionLoss(cfg).to(device)
+    lambdas = model.lambdas
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+
+    def save():
+        rngs = [None] * world
+        state = _rng_state(g)
+        if world > 1:
+            dist.all_gather_object(rngs, state)
+        else:
+            rngs = [state]
+        if rank == 0:
+            atomic_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "aux_optimizer": aux_optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "step": step, "rng": rngs, "config": asdict(cfg), "world_size": world,
+            }, last)  # fmt: skip
+
+    end = cfg.steps if max_steps_this_call is None else min(cfg.steps, step + max_steps_this_call)
+    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
+    t0 = time.time()
+    bar = tqdm(total=end, initial=step, desc="train", disable=not progress or rank != 0, mininterval=5)
+    net.train()
+    while step < end:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        x = sampler().to(device, non_blocking=True)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        level = torch.randint(model.num_levels, (x.shape[0],), generator=g).to(device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = net(x, level)
+        losses = loss_fn(out, x, lambdas[level])
+        optimizer.zero_grad(set_to_none=True)
+        aux_optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses["loss"] + out["aux"]).backward()
+        if cfg.clip_grad:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(main_params, cfg.clip_grad)
+        scaler.step(optimizer)
+        scaler.step(aux_optimizer)
+        scaler.update()
+        step += 1
+        bar.update(1)
+
+        acc["loss"] += losses["loss"].item()
+        acc["bpp"] += losses["bpp"].mean().item()
+        acc["psnr"] += (10 * torch.log10(1 / losses["mse"].clamp_min(1e-10))).mean().item()
+        acc["aux"] += out["aux"].item()
+        acc["n"] += 1
+        if rank == 0 and (step % cfg.log_every == 0 or step == end):
+            n = acc.pop("n")
+            row = {"step": step, "lr": learning_rate(cfg, step - 1),
+                   **{k: v / n for k, v in acc.items()}, "sec_per_step": (time.time() - t0) / n}  # fmt: skip
+            _append_csv(run_dir / "train_log.csv", row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}")
+            acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
+            t0 = time.time()
+        elif rank != 0 and step % cfg.log_every == 0:
+            acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
+        if rank == 0 and (step % cfg.val_every == 0 or step == end):
+            for row in validate(model, val_arr, device):
+                _append_csv(run_dir / "val_log.csv", {"step": step, **row})
+        if step % cfg.checkpoint_every == 0 or step == end:
+            save()
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return last
