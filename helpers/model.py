@@ -16,6 +16,7 @@ input (Minnen & Singh 2020), so what is trained is what is decoded. Inference ro
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -36,6 +37,23 @@ DEFAULT_LAMBDAS = (0.0010, 0.0025, 0.0060, 0.015, 0.035, 0.085)
 STRIDE = 64  # g_a downsamples 16x and h_a another 4x: inputs are padded to a multiple of this
 
 
+@contextlib.contextmanager
+def single_thread():
+    """Run coding transforms on one thread. oneDNN splits GDN's 1x1 convolution (and, at odd thread counts, the
+    transposed convolutions) differently with the thread count; the last-bit float32 differences were enough to
+    flip a rounded latent or a decoded pixel between 1 and 2 threads. With one thread, files and pixels do not
+    depend on the caller's thread setting; the cost is that one image never uses more than one core."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def scale_table() -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
 
@@ -49,9 +67,7 @@ class LeafHyperprior(CompressionModel):
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
 
-        self.g_a = nn.Sequential(
-            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
-        )
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(
             deconv(M, N), GDN(N, inverse=True),
             deconv(N, N), GDN(N, inverse=True),
@@ -110,24 +126,33 @@ class LeafHyperprior(CompressionModel):
         updated |= super().update(force=force)
         return updated
 
-    def _entropy_parameters(self, z_hat: torch.Tensor):
-        """Means and scale indexes for y, computed in float64 so encoder and decoder agree bit-for-bit
-        whatever the thread count (a float32 difference could flip a scale index and derail rANS)."""
+    @torch.no_grad()
+    def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """h_s in float64: encoder and decoder must agree bit-for-bit on the scale indexes (a float32 difference
+        could flip one and derail rANS). Returns the raw (means, scales) parameters, float64."""
         if self._h_s64 is None:
             self._h_s64 = copy.deepcopy(self.h_s).double().eval()
-        params = self._h_s64(z_hat.double())
+        with single_thread():
+            return self._h_s64(z_hat.double())
+
+    def entropy_parameters(self, params: torch.Tensor):
+        """Means (float64) and scale indexes of y from h_s's output; shared by every backend of the decoder."""
         means, scales = params.chunk(2, 1)
         # A coarse grid for the means keeps them identical across platforms too.
         means = torch.round(means * 256) / 256
         indexes = self.gaussian_conditional.build_indexes(scales.float())
         return means, indexes
 
+    def _entropy_parameters(self, z_hat: torch.Tensor):
+        return self.entropy_parameters(self.hyper_synthesis(z_hat))
+
     @torch.no_grad()
     def analyse(self, x: torch.Tensor, level: int):
         """Integer symbols of ``y`` and ``z`` for one padded image batch (no entropy coding)."""
         gain, _ = self._gains(torch.tensor([level], device=x.device))
-        y = self.g_a(x) * gain
-        z = self.h_a(y)
+        with single_thread():
+            y = self.g_a(x) * gain
+            z = self.h_a(y)
         return y, z
 
     @torch.no_grad()
@@ -155,7 +180,8 @@ class LeafHyperprior(CompressionModel):
     def synthesise(self, symbols: torch.Tensor, means: torch.Tensor, level: int) -> torch.Tensor:
         _, inv_gain = self._gains(torch.tensor([level], device=symbols.device))
         y_hat = (symbols.double() + means).float()
-        return self.g_s(y_hat * inv_gain).clamp_(0, 1)
+        with single_thread():
+            return self.g_s(y_hat * inv_gain).clamp_(0, 1)
 
     @torch.no_grad()
     def decompress(self, strings, z_shape, level: int) -> dict:

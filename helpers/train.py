@@ -69,6 +69,9 @@ class TrainConfig:
         return cls(**known)
 
 
+RESUME_OVERRIDABLE = ("steps", "decay_start", "min_lr", "checkpoint_every", "log_every", "val_every")
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -247,11 +250,19 @@ def _append_csv(path: Path, row: dict) -> None:
 
 
 # ----- the loop -----------------------------------------------------------------------------------------------
-def train(run_dir: Path, cfg: TrainConfig | None = None, data_root: Path | None = None,
-          manifest: Path = paths.MANIFEST, max_steps_this_call: int | None = None,
-          init_from: Path | None = None, progress: bool = True) -> Path:
+def train(
+    run_dir: Path,
+    cfg: TrainConfig | None = None,
+    overrides: dict | None = None,
+    data_root: Path | None = None,
+    manifest: Path = paths.MANIFEST,
+    max_steps_this_call: int | None = None,
+    init_from: Path | None = None,
+    progress: bool = True,
+) -> Path:
     """Train (or resume) the run in ``run_dir``; returns the path of its latest checkpoint.
 
+    ``overrides`` are TrainConfig fields set on top of ``cfg`` (on resume, only RESUME_OVERRIDABLE ones).
     ``run_dir/last.pth.tar`` holds everything needed to continue exactly: weights, both optimisers, the
     grad scaler, the step and every RNG. ``init_from`` starts a new run from another checkpoint's weights
     (fine-tuning). ``max_steps_this_call`` stops early (the schedule still spans ``cfg.steps``).
@@ -264,10 +275,15 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, data_root: Path | None 
     device = _device(rank)
 
     resume = load_checkpoint(last) if last.exists() else None
+    overrides = dict(overrides or {})
     if resume is not None:
-        cfg = TrainConfig.from_dict(resume["config"])
-    elif cfg is None:
-        cfg = TrainConfig()
+        # A resumed run keeps its recipe; only the schedule length and bookkeeping may be changed.
+        fixed = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
+        if fixed:
+            raise ValueError(f"cannot change {', '.join(fixed)} when resuming {run_dir}")
+        cfg = TrainConfig.from_dict({**resume["config"], **overrides})
+    else:
+        cfg = TrainConfig.from_dict({**asdict(cfg or TrainConfig()), **overrides})
 
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
@@ -301,10 +317,14 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, data_root: Path | None 
     data_root = Path(data_root) if data_root is not None else paths.data_dir()
     records = read_manifest(manifest)
     cache_tag = f"{manifest.stem}_{cfg.train_images or 'all'}"
-    train_arr = load_array(split_paths(records, "train", data_root, cfg.train_images),
-                           cache=paths.CACHE / f"train_{cache_tag}.npy", progress=progress and rank == 0)
-    val_arr = torch.from_numpy(load_array(split_paths(records, "val", data_root, cfg.val_images),
-                                          progress=False))
+    train_arr = load_array(
+        split_paths(records, "train", data_root, cfg.train_images),
+        cache=paths.CACHE / f"train_{cache_tag}.npy",
+        progress=progress and rank == 0,
+    )
+    val_arr = torch.from_numpy(
+        load_array(split_paths(records, "val", data_root, cfg.val_images), progress=False)
+    )
     sampler = CropSampler(train_arr, cfg.crop, cfg.batch_size, g)
 
     net = _TrainStep(model)

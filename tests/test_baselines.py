@@ -1,0 +1,134 @@
+"""Classical codecs: real, complete files that round-trip; the evaluation loop writes the documented table."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from helpers import paths
+from helpers.baselines import CSV_COLUMNS, Codec, classical_codecs, evaluate
+from helpers.errors import CodecError, LeafCodecError
+from helpers.metrics import psnr
+
+# The first bytes of each standard file (AVIF: an ISO-BMFF 'ftyp' box of brand 'avif' after its size).
+MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "jpeg2000": (0, b"\xff\x4f\xff\x51"), "webp": (8, b"WEBP"),
+         "avif": (4, b"ftypavif")}  # fmt: skip
+CODECS = {c.name: c for c in classical_codecs()}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tensors are small: one thread is faster, and far faster while training keeps the cores busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _synthetic(h=69, w=101):
+    """Odd-sized (chroma subsampling edge case) smooth image with a textured 'leaf'."""
+    yy, xx = np.mgrid[:h, :w]
+    leaf = ((yy - h / 2) ** 2 / (h / 3) ** 2 + (xx - w / 2) ** 2 / (w / 3) ** 2) < 1
+    img = np.stack([40 + xx, 60 + yy, 50 + (xx + yy) // 3], -1).astype(float)
+    img[leaf] = [60, 140, 50] + 25 * np.sin(xx[leaf] / 3.0)[:, None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _real_image():
+    root = paths.data_dir()
+    if not root.is_dir():
+        pytest.skip(f"no PlantVillage at {root}: set DATA_DIR to run the real-image tests")
+    from helpers.data import read_image
+
+    first_class = sorted(d for d in root.iterdir() if d.is_dir())[0]
+    return read_image(sorted(first_class.glob("*.[jJ][pP][gG]"))[0])
+
+
+def _check_codec(codec: Codec, img: np.ndarray, min_top_psnr: float):
+    sizes, quality = [], []
+    for setting in codec.settings:
+        data = codec.encode(img, setting)
+        assert isinstance(data, bytes)
+        offset, magic = MAGIC[codec.name]
+        assert data[offset : offset + len(magic)] == magic, "not a complete standard file"
+        out = codec.decode(data)
+        assert out.dtype == np.uint8 and out.shape == img.shape
+        sizes.append(len(data))
+        quality.append(psnr(img, out))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1], f"settings not in rate order: {sizes}"
+    assert quality[-1] > quality[0] and quality[-1] > min_top_psnr and quality[0] > 15, quality
+    return sizes
+
+
+@pytest.mark.parametrize("name", list(MAGIC))
+def test_round_trip_synthetic(name):
+    _check_codec(CODECS[name], _synthetic(), min_top_psnr=30)
+
+
+@pytest.mark.parametrize("name", list(MAGIC))
+def test_round_trip_real_leaf(name):
+    img = _real_image()
+    sizes = _check_codec(CODECS[name], img, min_top_psnr=28)
+    bpps = np.array(sizes) * 8 / (img.shape[0] * img.shape[1])
+    assert bpps[0] < 0.6 and bpps[-1] > 1.0, bpps  # the settings span low to high rates on a leaf
+
+
+def test_files_open_in_an_independent_decoder(tmp_path):
+    """The bytes are whole files: Pillow opens each from disk on its own (JPEG 2000 if Pillow has it)."""
+    from PIL import features
+
+    img = _synthetic()
+    for name, codec in CODECS.items():
+        if name == "jpeg2000" and not features.check("jpg_2000"):
+            continue
+        path = tmp_path / f"image.{name}"
+        path.write_bytes(codec.encode(img, codec.settings[-1]))
+        with Image.open(path) as im:
+            assert im.size == (img.shape[1], img.shape[0])
+            assert psnr(img, np.asarray(im.convert("RGB"))) > 30
+
+
+def test_jpeg2000_without_openjpeg_names_the_fix(monkeypatch):
+    import glymur
+
+    monkeypatch.setattr(glymur.version, "openjpeg_version", "0.0.0")
+    with pytest.raises(LeafCodecError, match="libopenjp2-7"):
+        CODECS["jpeg2000"].encode(_synthetic(), 50)
+
+
+def test_evaluate_writes_one_row_per_image_codec_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    (tmp_path / "leafy").mkdir()
+    images = []
+    for i, size in enumerate([(64, 96), (80, 72)]):
+        images.append(tmp_path / "leafy" / f"img{i}.png")
+        Image.fromarray(_synthetic(*size)).save(images[-1])
+    codecs = [dataclasses.replace(c, settings=c.settings[1:3]) for c in CODECS.values()]
+    out_csv = tmp_path / "results" / "baselines.csv"
+
+    df = evaluate(images, codecs, out_csv, lpips=True, progress=False)
+    assert list(df.columns) == list(CSV_COLUMNS)
+    assert len(df) == 2 * 4 * 2
+    assert set(df.image) == {"leafy/img0.png", "leafy/img1.png"}
+    assert list(df.codec.unique()) == list(MAGIC)
+    assert df[["psnr", "ms_ssim", "lpips", "encode_ms", "decode_ms"]].notna().all().all()
+    row = df.iloc[0]
+    data = codecs[0].encode(np.asarray(Image.open(images[0]).convert("RGB")), int(row.setting))
+    assert row.bytes == len(data) and row.bpp == pytest.approx(8 * len(data) / (64 * 96))
+    assert (row.height, row.width) == (64, 96)
+    on_disk = pd.read_csv(out_csv)
+    assert on_disk.shape == df.shape and list(on_disk.columns) == list(CSV_COLUMNS)
+    assert list(out_csv.parent.iterdir()) == [out_csv]  # no temporary file left behind
+
+    no_lpips = evaluate(images[:1], codecs[:1], None, lpips=False, progress=False)
+    assert len(no_lpips) == 2 and no_lpips.lpips.isna().all()
+
+
+def test_evaluate_rejects_a_codec_that_decodes_the_wrong_size(tmp_path):
+    Image.fromarray(_synthetic()).save(tmp_path / "img.png")
+    broken = Codec("broken", (1,), "quality", lambda img, s: b"x", lambda data: np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(CodecError, match="broken"):
+        evaluate([tmp_path / "img.png"], [broken], None, lpips=False, progress=False)
