@@ -98,7 +98,7 @@ def train_step_speed(steps: int = 6) -> list[dict]:
     import torch
 
     from .model import LeafHyperprior
-    from .train import TrainConfig, RateDistortionLoss
+    from .train import RateDistortionLoss, TrainConfig
 
     rows = []
     for label, bf16, cl in (("float32", False, False), ("bfloat16 + channels-last", True, True)):
@@ -106,7 +106,10 @@ def train_step_speed(steps: int = 6) -> list[dict]:
         model = LeafHyperprior(64, 128)
         x = torch.rand(16, 3, 128, 128)
         if cl:
-            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            model, x = (
+                model.to(memory_format=torch.channels_last),
+                x.contiguous(memory_format=torch.channels_last),
+            )
         opt = torch.optim.Adam(model.parameters(), 1e-4)
         loss_fn = RateDistortionLoss(TrainConfig())
         level = torch.arange(16) % model.num_levels
@@ -125,9 +128,9 @@ def train_step_speed(steps: int = 6) -> list[dict]:
 
 
 def run(n_small: int = 8, large: bool = True, checkpoint=None) -> dict:
-    from .data import read_image, read_manifest, split_paths
-
     import pandas as pd
+
+    from .data import read_image, read_manifest, split_paths
 
     names = ["ours", "jpeg", "jpeg2000", "webp", "avif"]
     small = [read_image(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(),

@@ -82,6 +82,10 @@ def _batch_outputs(inputs, out, out_dir, suffix, verb):
     return pairs
 
 
+def _one_line(exc) -> str:
+    return "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+
+
 def _run_batch(pairs, work, desc) -> int:
     failures = 0
     for src, dst in _progress(pairs, desc):
@@ -89,7 +93,7 @@ def _run_batch(pairs, work, desc) -> int:
             print(work(src, dst))
         except LeafCodecError as exc:
             failures += 1
-            print(f"error: {src}: {exc}", file=sys.stderr)
+            print(f"error: {src}: {_one_line(exc)}", file=sys.stderr)
     return 2 if failures else 0
 
 
@@ -277,7 +281,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except LeafCodecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,11 +18,13 @@ Every bpp reported by this project is ``8 * len(file) / (height * width)`` of th
 Decoding trusts nothing in a file: the checksum catches accidental damage, and because it can be recomputed,
 the payload is also checked on its own terms. Both rANS streams must be whole 32-bit words (at least two);
 CompressAI's rANS decoder does no bounds checking, so each stream is handed to it followed by zero words
-(``_guarded``) and a garbled stream reads zeros instead of running off its buffer. The decoded symbols must
-match the symbol CRC, and both streams must be exactly what the encoder writes for the symbols they decoded
-to (they are re-encoded and compared; this costs a few percent of the decode time). A garbled payload
-therefore ends in a CodecError, never in a crash or a silently wrong image. (Header fields such as the level
-are protected by the checksum only: a deliberately forged header with a recomputed checksum is out of scope.)
+(``_guarded``) and a garbled stream reads zeros instead of running off its buffer. Decoded values beyond
+``LATENT_LIMIT`` are refused (CompressAI's rANS *encoder* loops forever on values of 2^27 or more, and garbage
+can decode to such values). The decoded symbols must match the symbol CRC, and both streams must be exactly
+what the encoder writes for the symbols they decoded to (they are re-encoded and compared; a few percent of
+the decode time). A garbled payload therefore ends in a CodecError, never in a crash, a hang or a silently
+wrong image. (Header fields such as the level are protected by the checksum only: a deliberately forged header
+with a recomputed checksum is out of scope.)
 
 Input rules: PNG/JPEG/TIFF/BMP/WebP read with Pillow; EXIF orientation applied; grayscale coded as RGB and
 decoded back to grayscale; alpha is dropped (the codec codes colour only; ``info`` reports it); 16-bit
@@ -54,6 +56,9 @@ SUFFIX = ".leaf"
 MAX_PIXELS = 200_000_000  # refuse absurd sizes before allocating anything
 COLOUR_RGB, COLOUR_GRAY, COLOUR_ALPHA_DROPPED = 0, 1, 2
 COLOUR_NAMES = {COLOUR_RGB: "RGB", COLOUR_GRAY: "grayscale", COLOUR_ALPHA_DROPPED: "RGB (alpha dropped)"}
+# |latent symbol| bound: far beyond what g_a/h_a produce from [0, 1] pixels (below ~100), far below the 2^27 at
+# which CompressAI's rANS encoder never terminates (its escape-length loop shifts an int32 by 32 bits).
+LATENT_LIMIT = 2**20
 
 
 # ----- the container ------------------------------------------------------------------------------------------
@@ -269,7 +274,14 @@ def load_model(checkpoint: str | Path | None = None) -> tuple[LeafHyperprior, di
         model = LeafHyperprior(cfg["N"], cfg["M"], tuple(cfg["lambdas"]))
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} does not fit the leaf-hyperprior architecture: {exc}") from None
+        # load_state_dict lists every mismatch on its own line; the first one says enough.
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next(
+            (ln for ln in lines if ln.startswith(("size mismatch", "Missing", "Unexpected"))), lines[0]
+        )
+        raise CheckpointError(
+            f"{path} does not fit the leaf-hyperprior architecture: {detail.rstrip('.')}"
+        ) from None
     model.eval()
     return model, ckpt
 
@@ -279,11 +291,16 @@ BACKENDS = ("torch", "onnx")
 
 
 def _guarded(stream: bytes, n_symbols: int) -> bytes:
-    """``stream`` followed by zero words for CompressAI's rANS decoder, which reads past the end of a garbled
-    stream. It reads at most one word per decoded symbol (plus a few in the rare escape codes), so two words
-    per symbol keep every read inside the buffer; on zeros the decoder settles on one symbol and stops
-    reading escape codes, so it also cannot loop."""
-    return stream + bytes(8 * n_symbols + 1024)
+    """``stream`` followed by zero words for CompressAI's rANS decoder, which does not check where its input
+    ends: on garbage it went on reading up to 0.44 words per symbol past the end (a Python emulation over
+    random, truncated and bit-flipped streams). A symbol reads at most one word, plus escape codes (4-bit
+    groups), whose length the stream itself can inflate to ~15 bytes per stream byte; zeros end them."""
+    return stream + bytes(8 * n_symbols + 16 * len(stream) + 4096)
+
+
+def _check_range(values: torch.Tensor, what: str) -> None:
+    if values.numel() and not (values.min() > -LATENT_LIMIT and values.max() < LATENT_LIMIT):
+        raise CodecError(f"corrupted {what} stream: it decodes to implausible values")
 
 
 class LeafCodec:
@@ -331,6 +348,7 @@ class LeafCodec:
         # Replicate-padding costs fewer bits than zeros and is cropped away after decoding.
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         out = self.model.compress(x, level - 1)
+        _check_range(out["symbols"], "latent")  # never a file the decoder refuses (real |y| stays below ~100)
         y_strings, z_strings = out["strings"]
         crc = zlib.crc32(out["symbols"].numpy().astype("<i4").tobytes())
         return pack(self.model_name, self.hash, level, colour, h, w, crc, z_strings[0], y_strings[0])
@@ -366,6 +384,7 @@ class LeafCodec:
         m = self.model
         n_z = m.entropy_bottleneck.channels * z_shape[0] * z_shape[1]
         z_hat = m.entropy_bottleneck.decompress([_guarded(z, n_z)], z_shape)
+        _check_range(z_hat, "hyper-latent")
         if m.entropy_bottleneck.compress(z_hat)[0] != z:
             raise CodecError(
                 "corrupted hyper-latent stream: it is not what the encoder writes for its symbols"
@@ -374,6 +393,7 @@ class LeafCodec:
         symbols = m.gaussian_conditional.decompress([_guarded(y, indexes.numel())], indexes).int()
         if zlib.crc32(symbols.numpy().astype("<i4").tobytes()) != symbols_crc:
             raise CodecError("decoding failed: latents differ from the encoder's (symbol checksum mismatch)")
+        _check_range(symbols, "latent")
         if m.gaussian_conditional.compress(symbols.float(), indexes)[0] != y:
             raise CodecError("corrupted latent stream: it is not what the encoder writes for its symbols")
         return symbols, means

@@ -156,7 +156,7 @@ def load_array(paths, cache: Path | None = None, size: int = 256, progress: bool
     if cache is not None and cache.is_file():
         arr = np.load(cache, mmap_mode="r")
         if arr.shape[0] == len(paths):
-            return np.asarray(arr)
+            return np.array(arr)  # a writable copy in memory
     out = np.empty((len(paths), 3, size, size), np.uint8)
     for i, p in enumerate(tqdm(paths, desc="decode", disable=not progress, mininterval=2)):
         img = read_image(p)

@@ -28,7 +28,6 @@ import copy
 import io
 import time
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -271,10 +270,9 @@ def export_torchscript(model: LeafHyperprior, out_dir: Path = EXPORT_DIR) -> dic
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for part, module in export_modules(model).items():
-        with _quiet(), torch.no_grad():
-            traced = torch.jit.trace(module, example_inputs(model, part))
         buf = io.BytesIO()
-        torch.jit.save(traced, buf)
+        with _quiet(), torch.no_grad():
+            torch.jit.save(torch.jit.trace(module, example_inputs(model, part)), buf)
         _atomic_bytes(out_dir / f"{part}.pt", buf.getvalue())
         written[part] = out_dir / f"{part}.pt"
     return written
@@ -367,11 +365,12 @@ def diff_stats(out, ref) -> dict:
 
 
 def _pad(rgb: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255)
     h, w = rgb.shape[:2]
     return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
 
 
+@torch.no_grad()
 def reference_intermediates(model: LeafHyperprior, rgb: np.ndarray, level: int) -> dict:
     """PyTorch's inputs and outputs of each part for one image at 0-based ``level`` (the coding path)."""
     x = _pad(rgb)
@@ -393,53 +392,112 @@ def part_feeds(part: str, ref: dict, level: int) -> tuple[list, torch.Tensor]:
     return {
         "g_a": ([ref["x"], lvl], ref["y"]),
         "h_a": ([ref["y"]], ref["z"]),
-        "h_s": ([ref["z_hat"]], ref["params"]),
+        "h_s": ([ref["z_hat"].double()], ref["params"]),
         "g_s": ([ref["y_hat"], lvl], ref["x_hat"]),
     }[part]
 
 
+def cases(images, levels, cycle: bool = False) -> list[tuple[int, np.ndarray, int]]:
+    """(image index, image, 1-based level) to check: every level for every image, or with ``cycle`` image i at
+    level i mod K only (every level still covered, K times cheaper)."""
+    levels = list(levels)
+    if cycle:
+        return [(i, rgb, levels[i % len(levels)]) for i, rgb in enumerate(images)]
+    return [(i, rgb, q) for i, rgb in enumerate(images) for q in levels]
+
+
 def parity(
-    model: LeafHyperprior, images, levels, ts_dir: Path = EXPORT_DIR, onnx_dir: Path = EXPORT_DIR
-) -> list:
-    """Per (format, part) and image/level: max abs diff and PSNR of the difference against PyTorch, plus for
-    ``h_s`` whether the means and scale indexes derived from it are identical (they must be)."""
+    model: LeafHyperprior, checks, ts_dir: Path = EXPORT_DIR, onnx_dir: Path = EXPORT_DIR
+) -> list[dict]:
+    """Per check (see ``cases``), part and format: max abs diff and PSNR of the difference against PyTorch, and
+    for ``h_s`` whether the means and scale indexes derived from it are identical (they must be)."""
     ts = {p: load_torchscript(Path(ts_dir) / f"{p}.pt") for p in PARTS}
     ort_s = {p: _session(str(Path(onnx_dir) / f"{p}.onnx")) for p in PARTS}
     rows = []
-    for i, rgb in enumerate(images):
-        for level in levels:
-            ref = reference_intermediates(model, rgb, level)
-            for part in PARTS:
-                inputs, expected = part_feeds(part, ref, level)
-                with torch.no_grad(), single_thread():
-                    out_ts = ts[part](*inputs)
-                names = INPUT_NAMES[part]
-                out_ort = ort_s[part].run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
-                for fmt, out in (("TorchScript", out_ts), ("ONNX", out_ort)):
-                    row = {"image": i, "level": level + 1, "part": part, "format": fmt}
-                    row.update(diff_stats(out, expected))
-                    if part == "h_s":
-                        means, indexes = model.entropy_parameters(torch.as_tensor(np.asarray(out)))
-                        row["same_means"] = bool(torch.equal(means, ref["means"]))
-                        row["same_indexes"] = bool(torch.equal(indexes, ref["indexes"]))
-                    rows.append(row)
+    for i, rgb, quality in checks:
+        ref = reference_intermediates(model, rgb, quality - 1)
+        for part in PARTS:
+            inputs, expected = part_feeds(part, ref, quality - 1)
+            with torch.no_grad(), single_thread():
+                out_ts = ts[part](*inputs)
+            names = INPUT_NAMES[part]
+            out_ort = ort_s[part].run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+            for fmt, out in (("TorchScript", out_ts), ("ONNX", out_ort)):
+                row = {"image": i, "level": quality, "part": part, "format": fmt, **diff_stats(out, expected)}
+                if part == "h_s":
+                    means, indexes = model.entropy_parameters(torch.as_tensor(np.asarray(out)))
+                    row["same_means"] = bool(torch.equal(means, ref["means"]))
+                    row["same_indexes"] = bool(torch.equal(indexes, ref["indexes"]))
+                rows.append(row)
     return rows
 
 
-def decode_parity(torch_codec, onnx_codec, images, levels) -> tuple[list, list]:
-    """Encode each image (PyTorch), decode with both backends; pixel differences and decode times (seconds)."""
-    rows, times = [], []
-    for i, rgb in enumerate(images):
-        for level in levels:
-            data = torch_codec.encode(rgb, level)
-            t0 = time.perf_counter()
-            a = torch_codec.decode(data)
-            t1 = time.perf_counter()
-            b = onnx_codec.decode(data)
-            t2 = time.perf_counter()
-            d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-            rows.append({"image": i, "level": level, "bytes": len(data), "max_pixel_diff": int(d.max()),
-                         "pixels_identical": float(np.mean(d == 0)),
-                         "crc_a": zlib.crc32(a.tobytes()), "crc_b": zlib.crc32(b.tobytes())})  # fmt: skip
-            times.append({"image": i, "level": level, "torch_s": t1 - t0, "onnx_s": t2 - t1})
-    return rows, times
+def decode_parity(torch_codec, onnx_codec, checks) -> list[dict]:
+    """Encode each check's image (PyTorch) and decode it with both backends (one thread each): pixel differences
+    (PSNR of the difference with peak 255) and decode times in seconds."""
+    rows = []
+    for n, (i, rgb, quality) in enumerate(checks):
+        data = torch_codec.encode(rgb, quality)
+        if n == 0:  # warm-up: lazy initialisation is not decode time
+            torch_codec.decode(data)
+            onnx_codec.decode(data)
+        t0 = time.perf_counter()
+        a = torch_codec.decode(data)
+        t1 = time.perf_counter()
+        b = onnx_codec.decode(data)
+        t2 = time.perf_counter()
+        d = b.astype(np.float64) - a
+        mse = float(np.mean(d**2))
+        rows.append({"image": i, "level": quality, "height": a.shape[0], "width": a.shape[1], "bytes": len(data),
+                     "max_pixel_diff": int(np.abs(d).max()), "pixels_identical": float(np.mean(d == 0)),
+                     "psnr_of_difference_db": np.inf if mse == 0 else 10 * np.log10(255**2 / mse),
+                     "torch_s": t1 - t0, "onnx_s": t2 - t1})  # fmt: skip
+    return rows
+
+
+def summary_table(part_rows: list[dict], decode_rows: list[dict], sizes: list[dict]):
+    """One table: per part and format the worst max abs diff and PSNR of the difference over the checks (and for
+    h_s the share of checks with identical means and scale indexes), then the full decoders: pixels and time."""
+    import pandas as pd
+
+    mb = {r["file"]: r["MB"] for r in sizes}
+    parts = pd.DataFrame(part_rows)
+    out = []
+    for part in PARTS:
+        for fmt, suffix in (("TorchScript", ".pt"), ("ONNX", ".onnx")):
+            g = parts[(parts.part == part) & (parts.format == fmt)]
+            same = g[["same_means", "same_indexes"]].all(axis=1).mean() if part == "h_s" else np.nan
+            out.append({"component": part, "format": fmt, "precision": "float64" if part == "h_s" else "float32",
+                        "file_MB": mb.get(f"{part}{suffix}", np.nan), "checks": len(g),
+                        "max_abs_diff": g.max_abs_diff.max(), "min_psnr_db": g.psnr_db.min(),
+                        "identical_share": g.identical.mean(), "same_indexes_share": same,
+                        "decode_ms_median": np.nan})  # fmt: skip
+    dec = pd.DataFrame(decode_rows)
+    ckpt = next((r["MB"] for r in sizes if r["file"].endswith(".pth.tar")), np.nan)
+    onnx_mb = mb.get("h_s.onnx", np.nan) + mb.get("g_s.onnx", np.nan)
+    for fmt, col, size in (("PyTorch", "torch_s", ckpt), ("ONNX Runtime", "onnx_s", onnx_mb)):
+        ort = fmt == "ONNX Runtime"
+        out.append({"component": "decoder (pixels)", "format": fmt, "precision": "uint8", "file_MB": size,
+                    "checks": len(dec), "max_abs_diff": dec.max_pixel_diff.max() if ort else 0.0,
+                    "min_psnr_db": dec.psnr_of_difference_db.min() if ort else np.inf,
+                    "identical_share": dec.pixels_identical.mean() if ort else 1.0, "same_indexes_share": np.nan,
+                    "decode_ms_median": 1000 * dec[col].median()})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def save_table(df, name: str, folder: Path) -> list[Path]:
+    """``<folder>/<name>.csv`` and a Markdown copy (numbers in general format: diffs span 1e-14 to 1)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    df.to_csv(csv_path, index=False)
+
+    def cell(v):
+        if isinstance(v, float | np.floating):
+            return "–" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.4g}")
+        return str(v)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    md_path.write_text("\n".join(lines) + "\n")
+    return [csv_path, md_path]

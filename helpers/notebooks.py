@@ -20,25 +20,39 @@ ORDER = ("01_preprocess", "02_train", "03_rd_curves", "04_visualise", "05_export
 
 # smoke: seconds per notebook, a check that the pipeline runs end to end; full: the study's numbers.
 # ``None`` means "all". Notebooks add the keys they need to both profiles.
+SMOKE_OUT = paths.OUTPUTS / "notebooks" / "smoke"  # smoke runs never overwrite the study's outputs
 PROFILES = {
     "smoke": {
         "n_images": 6,  # images per evaluated split
+        "n_test": 4,  # test-split images in the R-D study (evenly spread over classes)
+        "n_holdout": 2,  # images of the held-out crop (Potato)
+        "setting_stride": 3,  # every k-th codec setting / quality level in the R-D study
         "n_augmentations": 8,
         "verify_manifest": False,  # re-scan the data and compare with the committed manifest
         "batch_size": 2,
         "num_workers": 0,
-        "figures": paths.OUTPUTS
-        / "notebooks"
-        / "smoke"
-        / "figures",  # keeps outputs/figures for the real run
+        "train_steps": 4,  # a tiny run that stops halfway and resumes
+        "large_image": False,  # the 12-megapixel check
+        "figures": SMOKE_OUT / "figures",
+        "tables": SMOKE_OUT / "tables",
+        "results": SMOKE_OUT / "results",
+        "update_readme": False,
     },
     "full": {
         "n_images": None,
+        "n_test": 150,
+        "n_holdout": 45,
+        "setting_stride": 1,
         "n_augmentations": 8,
         "verify_manifest": True,
         "batch_size": 16,
         "num_workers": None,  # helpers.data.make_loader's default
+        "train_steps": None,  # the shipped recipe's
+        "large_image": True,
         "figures": paths.FIGURES,
+        "tables": paths.TABLES,
+        "results": paths.RESULTS,
+        "update_readme": True,
     },
 }
 

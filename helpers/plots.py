@@ -87,3 +87,200 @@ def augmentation_grid(original, augmented, ncols: int = 3, size: float = 2.2):
     for ax, title in zip(fig.axes, titles):
         ax.set_title(title, fontsize=8)
     return fig
+
+
+# ----- training and rate-distortion -----------------------------------------------------------------------
+CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
+    "ours": ("tab:green", "o", "ours (learned)"),
+    "jpeg": ("tab:gray", "s", "JPEG"),
+    "jpeg2000": ("tab:brown", "D", "JPEG 2000"),
+    "webp": ("tab:blue", "^", "WebP"),
+    "avif": ("tab:purple", "v", "AVIF"),
+}
+METRIC_LABEL = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)", "lpips": "LPIPS (lower is better)",
+                "edge_f1": "edge F1 (Sobel, 1 px tolerance)", "edge_corr": "Sobel magnitude correlation"}  # fmt: skip
+
+
+def codec_label(name: str) -> str:
+    return CODEC_STYLE.get(name, (None, None, name))[2]
+
+
+def training_curves(train_log, val_log):
+    """Loss, rate and PSNR during training (all levels mixed), and validation R-D per level over steps."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    t = train_log
+    axes[0].plot(t.step, t.loss, lw=0.8)
+    axes[0].set(title="training loss", xlabel="step", yscale="log")
+    axes[1].plot(t.step, t.bpp, lw=0.8)
+    axes[1].set(title="training rate (bpp, estimated)", xlabel="step")
+    axes[2].plot(t.step, t.psnr, lw=0.8)
+    axes[2].set(title="training PSNR (dB)", xlabel="step")
+    cmap = plt.get_cmap("viridis")
+    levels = sorted(val_log.level.unique())
+    for i, level in enumerate(levels):
+        v = val_log[val_log.level == level]
+        colour = cmap(i / max(1, len(levels) - 1))
+        axes[3].plot(v.bpp, v.psnr, "-", color=colour, lw=0.8, alpha=0.6)
+        axes[3].plot(v.bpp.iloc[-1:], v.psnr.iloc[-1:], "o", color=colour, label=f"level {level}")
+    axes[3].set(title="validation R-D per level over training", xlabel="bpp (estimated)", ylabel="PSNR (dB)")
+    axes[3].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def rd_curves(summary, metrics=("psnr", "ms_ssim_db", "lpips"), rate_window=(0.05, 1.0), title=""):
+    """Mean R-D curve per codec (one point per setting) with +-1 std of the per-image quality as a band."""
+    metrics = [m for m in metrics if m in summary]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for codec, d in summary.groupby("codec", sort=False):
+            colour, marker, label = CODEC_STYLE.get(codec, (None, "x", codec))
+            d = d.sort_values("bpp")
+            ax.plot(d.bpp, d[metric], marker=marker, color=colour, label=label, ms=4, lw=1.4)
+            if f"{metric}_std" in d:
+                ax.fill_between(d.bpp, d[metric] - d[f"{metric}_std"], d[metric] + d[f"{metric}_std"],
+                                color=colour, alpha=0.12, lw=0)  # fmt: skip
+        ax.axvspan(*rate_window, color="k", alpha=0.04, lw=0)
+        ax.set(xscale="log", xlabel="bits per pixel (real file size)", ylabel=METRIC_LABEL.get(metric, metric),
+               xlim=(rate_window[0] * 0.6, rate_window[1] * 2.5))  # fmt: skip
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----- visual comparisons at matched rates (notebook 04) ---------------------------------------------------
+def _codec_columns(examples) -> list[str]:
+    names = list(dict.fromkeys(n for ex in examples for n in ex["coded"]))
+    return [n for n in names if n != "ours"] + (["ours"] if "ours" in names else [])  # ours last
+
+
+def matched_panels(examples, view: str = "image", crop: int = 64, title: str = ""):
+    """Original and every codec at a matched rate, whole image above and a zoomed ``crop`` x ``crop`` window
+    below (its place marked by a box), bpp of the real file on each panel. ``examples``: dicts with
+    ``original`` (uint8 RGB), ``coded`` ({codec: study.Coded}), ``crop`` (top-left row, col) and ``title``.
+    ``view="edges"`` shows Sobel gradient magnitudes instead (dark = strong edge, one scale per example: the
+    original's 99th percentile), with the edge F1 against the original on each panel."""
+    from matplotlib.patches import Rectangle
+
+    from .metrics import edge_fidelity, sobel_magnitude
+
+    names = _codec_columns(examples)
+    ncols = 1 + len(names)
+    nrows = 2 * len(examples)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.05 * nrows), squeeze=False)
+    for e, ex in enumerate(examples):
+        ref, (r, c) = ex["original"], ex["crop"]
+        vmax = np.percentile(sobel_magnitude(ref), 99) if view == "edges" else None
+        panels = [("original", ref, "")]
+        for n in names:
+            coded = ex["coded"].get(n)
+            panels.append((n, None, "") if coded is None else (n, coded.decoded, f"{coded.bpp:.3f} bpp"))
+        for j, (name, img, rate) in enumerate(panels):
+            top, bottom = axes[2 * e, j], axes[2 * e + 1, j]
+            for ax in (top, bottom):
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if img is None:
+                top.set_title(f"{codec_label(name)}\n(no setting near this rate)", fontsize=7)
+                top.axis("off")
+                bottom.axis("off")
+                continue
+            label = "original" if name == "original" else codec_label(name)
+            if view == "edges":
+                shown = sobel_magnitude(img)
+                if name != "original":
+                    rate += f", F1 {edge_fidelity(ref, img)['edge_f1']:.2f}"
+                kw = {"cmap": "gray_r", "vmin": 0, "vmax": vmax}
+            else:
+                shown, kw = img, {}
+            top.imshow(shown, **kw)
+            bottom.imshow(shown[r : r + crop, c : c + crop], interpolation="nearest", **kw)
+            top.add_patch(Rectangle((c - 0.5, r - 0.5), crop, crop, fill=False, ec="red", lw=0.8))
+            top.set_title(f"{label}\n{rate}" if rate else label, fontsize=7)
+        axes[2 * e, 0].set_ylabel(_short(ex.get("title", "")), fontsize=7)
+        axes[2 * e + 1, 0].set_ylabel(f"{crop}x{crop} crop", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def error_distributions(error_hist: dict, matched, target: float):
+    """At one matched rate: the distribution of absolute errors over all RGB samples of all images (left; bins
+    of one grey level, log scale) and the cumulative distribution of the per-image mean absolute error
+    (right), one line per codec, its mean bpp in the legend."""
+    m = matched[matched.target_bpp == target]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    for name in _codec_columns([{"coded": dict.fromkeys(m.codec)}]):
+        colour, _, label = CODEC_STYLE.get(name, (None, None, name))
+        d = m[m.codec == name]
+        label = f"{label} ({d.bpp.mean():.3f} bpp)"
+        counts = np.asarray(error_hist[target, name], dtype=float)
+        left.step(np.arange(counts.size), counts / counts.sum(), where="mid", color=colour, lw=1.2)
+        mae = np.sort(d.mae.to_numpy())
+        right.step(mae, np.arange(1, mae.size + 1) / mae.size, where="post", color=colour, label=label)
+    left.set(yscale="log", xlim=(0, 80), xlabel="absolute error (grey levels, RGB samples)",
+             ylabel="fraction of samples", title="per-sample absolute error")  # fmt: skip
+    right.set(xlabel="mean absolute error of an image (grey levels)", ylabel="fraction of images",
+              ylim=(0, 1.02), title=f"per-image MAE, {m.image.nunique()} images")  # fmt: skip
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"errors at a matched rate (target {target:g} bpp, each codec's nearest setting per image)",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def lpips_pairs(matched, target: float, ours: str = "ours"):
+    """Per image at a matched rate: another codec's LPIPS (x) against ours (y); below the diagonal ours is
+    better. The legend counts the images where ours is better."""
+    m = matched[matched.target_bpp == target]
+    mine = m[m.codec == ours].set_index("image")
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    hi = 0.0
+    for name in _codec_columns([{"coded": dict.fromkeys(m.codec)}]):
+        if name == ours:
+            continue
+        colour, marker, label = CODEC_STYLE.get(name, (None, "x", name))
+        theirs = m[m.codec == name].set_index("image")
+        common = mine.index.intersection(theirs.index)
+        x, y = theirs.loc[common, "lpips"], mine.loc[common, "lpips"]
+        wins = int((y < x).sum())
+        ax.scatter(x, y, s=14, color=colour, marker=marker, alpha=0.8,
+                   label=f"vs {label}: ours better in {wins}/{len(common)}")  # fmt: skip
+        hi = max(hi, float(np.nanmax([x.max(), y.max()])) if len(common) else 0.0)
+    hi = 1.05 * hi or 1.0
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="LPIPS of the other codec", ylabel="LPIPS of ours",
+           title=f"per-image LPIPS at ~{target:g} bpp (lower is better)")  # fmt: skip
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def bit_allocation_maps(images, bits, masks, labels, shares):
+    """For each leaf: the photo (top) and where our codec spends its bits (bottom: bits per pixel over a grey
+    copy of the photo, the leaf mask's outline in cyan). ``shares``: ``study.bit_share`` of each leaf."""
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(3.3 * n, 6.6), squeeze=False)
+    for j, (img, b, mask, label, share) in enumerate(zip(images, bits, masks, labels, shares)):
+        top, bottom = axes[0, j], axes[1, j]
+        _image(top, img)
+        top.set_title(f"{_short(label)}\n{share['leaf_bits']:.0%} of the bits on {share['leaf_area']:.0%} "
+                      "of the pixels", fontsize=7)  # fmt: skip
+        bottom.imshow(np.asarray(img).mean(-1), cmap="gray", vmin=0, vmax=255)
+        im = bottom.imshow(b, cmap="inferno", alpha=0.7, vmin=0)
+        bottom.contour(mask, levels=[0.5], colors="cyan", linewidths=0.7)
+        bottom.set_xticks([])
+        bottom.set_yticks([])
+        fig.colorbar(im, ax=bottom, fraction=0.046, pad=0.03).set_label("bits per pixel", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -10,7 +10,9 @@ def _pins(lines):
 
 
 def test_environment_yml_matches_requirements():
-    reqs = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
+    reqs = [
+        ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines() if not ln.startswith("#")
+    ]
     env = [ln.strip().removeprefix("- ") for ln in (ROOT / "environment.yml").read_text().splitlines()]
     assert _pins(reqs), "requirements.txt pins nothing"
     assert _pins(env) == _pins(reqs)
