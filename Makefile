@@ -58,7 +58,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix helpers tests notebooks
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
-# Unit tests and the notebooks in the smoke profile (tests/test_notebooks_smoke.py) in one pytest run.
+# Unit tests and the notebooks in the smoke profile (tests/test_notebooks_smoke.py, tests/test_data.py) in one pytest run.
 test: setup data lint
 	$(PY) -m pytest -q
 

@@ -33,6 +33,7 @@ images are reduced to 8 bits; CMYK and palette images are converted to RGB.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -48,7 +49,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import paths
 from .errors import CheckpointError, CodecError, DataError
-from .model import STRIDE, LeafHyperprior
+from .model import STRIDE, LeafHyperprior, single_thread
 
 MAGIC = b"LEAF"
 FORMAT_VERSION = 1
@@ -303,6 +304,18 @@ def _check_range(values: torch.Tensor, what: str) -> None:
         raise CodecError(f"corrupted {what} stream: it decodes to implausible values")
 
 
+def _one_thread(method):
+    """Code one image on one thread throughout. The transforms must (see model.single_thread); the rest is small
+    tensor work and single-threaded rANS, which only loses to OpenMP thread wake-ups on a busy machine."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with single_thread():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class LeafCodec:
     """Learned codec with quality levels 1..K (low to high). ``encode``/``decode`` work on uint8 RGB arrays.
 
@@ -338,6 +351,7 @@ class LeafCodec:
             )
         return level
 
+    @_one_thread
     def encode(self, rgb: np.ndarray, level: int | None = None, colour: int = COLOUR_RGB) -> bytes:
         level = self.check_level(self.default_level if level is None else level)
         h, w = rgb.shape[:2]
@@ -364,6 +378,7 @@ class LeafCodec:
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_with_header(data)[0]
 
+    @_one_thread
     def decode_with_header(self, data: bytes) -> tuple[np.ndarray, Header]:
         header = parse(data)
         self.check_model(header)
@@ -374,6 +389,8 @@ class LeafCodec:
             symbols, means = self._decode_latents(z, y, (zh, zw), header.symbols_crc)
         except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
             raise CodecError(f"corrupted latent stream: {exc.__class__.__name__}: {exc}") from None
+        except MemoryError:
+            raise CodecError(f"not enough memory to decode a {header.width}x{header.height} image") from None
         x_hat = self.transforms.synthesise(symbols, means, header.level - 1)
         x_hat = x_hat[0, :, : header.height, : header.width]
         rgb = x_hat.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

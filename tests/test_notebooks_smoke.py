@@ -1,0 +1,35 @@
+"""Every study notebook after 01 runs end to end in the smoke profile (01 is exercised in test_data.py),
+and writes the files the study promises."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import notebooks
+
+DATA_DIR = os.environ.get("DATA_DIR")
+SMOKE = notebooks.PROFILES["smoke"]
+EXPECTED = {  # files each notebook must (re)write in the smoke profile
+    "02_train": [SMOKE["figures"] / "training_curves.png"],
+    "03_rd_curves": [SMOKE["tables"] / "bd_rate.csv", SMOKE["tables"] / "table2_methods.md",
+                     SMOKE["figures"] / "rd_curves.png", SMOKE["results"] / "rd_test_ours.csv"],
+    "04_visualise": [SMOKE["figures"] / "visual_matched.png", SMOKE["tables"] / "edge_fidelity.csv",
+                     SMOKE["figures"] / "bit_allocation.png"],
+    "05_export": [SMOKE["tables"] / "export_parity.csv"],
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="needs DATA_DIR (PlantVillage)")
+@pytest.mark.parametrize("name", [n for n in notebooks.available() if n != "01_preprocess"])
+def test_notebook_runs_in_smoke_profile(name, tmp_path):
+    for path in EXPECTED.get(name, []):
+        path.unlink(missing_ok=True)
+    out = notebooks.run_notebook(name, profile="smoke", out_dir=tmp_path, data_dir=DATA_DIR)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    missing = [str(p) for p in EXPECTED.get(name, []) if not p.is_file()]
+    assert not missing, f"{name} did not write {missing}"
