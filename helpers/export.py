@@ -486,7 +486,7 @@ def summary_table(part_rows: list[dict], decode_rows: list[dict], sizes: list[di
 
 
 def save_table(df, name: str, folder: Path) -> list[Path]:
-    """``<folder>/<name>.csv`` and a Markdown copy (numbers in general format: diffs span 1e-14 to 1)."""
+    """``<folder>/<name>.csv`` and a Markdown copy (6 significant digits: diffs span 1e-14 to 1)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
@@ -494,7 +494,7 @@ def save_table(df, name: str, folder: Path) -> list[Path]:
 
     def cell(v):
         if isinstance(v, float | np.floating):
-            return "–" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.4g}")
+            return "–" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.6g}")
         return str(v)
 
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]

@@ -11,7 +11,7 @@ import numpy as np
 from . import paths
 
 
-def save_figure(fig, name: str, out_dir: Path | None = None, dpi: int = 150) -> list[Path]:
+def save_figure(fig, name: str, out_dir: Path | None = None, dpi: int = 110) -> list[Path]:
     """Write ``<out_dir>/<name>.png`` and ``.pdf`` (default ``outputs/figures``); returns both paths.
     Creation dates and software stamps are left out so re-running a notebook does not change the files'
     bytes when the picture is the same."""

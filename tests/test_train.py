@@ -1,0 +1,86 @@
+"""The training engine: exact resume, atomic checkpoints, schedule, and DistributedDataParallel on gloo."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import train
+from helpers.errors import CheckpointError
+
+DATA_DIR = os.environ.get("DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="needs DATA_DIR")
+TINY = {"N": 8, "M": 8, "steps": 4, "batch_size": 2, "crop": 64, "train_images": 4, "val_images": 2,
+        "val_every": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1, "precision": "fp32"}  # fmt: skip
+
+
+def test_learning_rate_schedule():
+    cfg = train.TrainConfig(steps=100, lr=1e-3, min_lr=1e-5, warmup_steps=10, decay_start=0.5)
+    assert train.learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert train.learning_rate(cfg, 30) == 1e-3
+    assert train.learning_rate(cfg, 75) == pytest.approx(0.5 * (1e-3 + 1e-5), rel=1e-6)
+    assert train.learning_rate(cfg, 100) == pytest.approx(1e-5)
+
+
+def test_atomic_save_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pth.tar"
+    train.atomic_save({"model": {}, "config": {}, "step": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert train.load_checkpoint(path)["step"] == 1
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        train.load_checkpoint(tmp_path / "missing.pth.tar")
+    (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        train.load_checkpoint(tmp_path / "junk.pth.tar")
+    torch.save({"weights": 1}, tmp_path / "other.pth.tar")
+    with pytest.raises(CheckpointError, match="not a leaf-codec checkpoint"):
+        train.load_checkpoint(tmp_path / "other.pth.tar")
+
+
+@needs_data
+def test_resume_continues_exactly(tmp_path):
+    straight = train.train(tmp_path / "a", None, TINY, data_root=DATA_DIR, progress=False)
+    train.train(tmp_path / "b", None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
+    assert train.load_checkpoint(tmp_path / "b" / "last.pth.tar")["step"] == 2
+    resumed = train.train(tmp_path / "b", None, data_root=DATA_DIR, progress=False)
+    a, b = train.load_checkpoint(straight), train.load_checkpoint(resumed)
+    assert a["step"] == b["step"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    log = (tmp_path / "b" / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+
+
+@needs_data
+def test_resume_refuses_to_change_the_recipe(tmp_path):
+    train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=1, progress=False)
+    with pytest.raises(ValueError, match="cannot change lr"):
+        train.train(tmp_path, None, {"lr": 0.1}, data_root=DATA_DIR, progress=False)
+
+
+@needs_data
+@pytest.mark.slow
+def test_distributed_data_parallel_on_gloo(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v if not isinstance(v, str) else repr(v)}")]
+    sets = [s.replace("'", '"') for s in sets]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DATA_DIR": DATA_DIR}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "helpers", "train",
+                           str(tmp_path / "ddp"), *sets], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = train.load_checkpoint(tmp_path / "ddp" / "last.pth.tar")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 4 and len(ckpt["rng"]) == 2
