@@ -22,8 +22,8 @@ from PIL import Image
 
 from . import paths
 
-# One operating point per codec near 0.2-0.4 bpp on leaves (our default level; see 03_rd_curves).
-MID_SETTINGS = {"jpeg": 50, "jpeg2000": 75, "webp": 50, "avif": 45}
+# One operating point per codec near 0.4-0.6 bpp on these leaves (JPEG cannot go lower; see 03_rd_curves).
+MID_SETTINGS = {"jpeg": 10, "jpeg2000": 50, "webp": 10, "avif": 25}
 LARGE_SIZE = (4000, 3000)  # width, height: a 12-megapixel phone photo
 
 

