@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from helpers import paths
@@ -19,13 +18,7 @@ MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "jpeg2000": (0, b"\xff\x4f\xff\x51"), "we
 CODECS = {c.name: c for c in classical_codecs()}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread is faster, and far faster while training keeps the cores busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _synthetic(h=69, w=101):

@@ -11,14 +11,7 @@ from helpers.cli import main
 from helpers.data import read_image
 from helpers.errors import DataError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread is faster, and far faster while training keeps the cores busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _noisy(img, amplitude, seed=0):

@@ -14,14 +14,7 @@ from helpers.baselines import Codec
 from helpers.codec import LeafCodec, parse
 from helpers.metrics import edge_fidelity, sobel_magnitude
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors, and training may be keeping the cores busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blur(img: np.ndarray, radius: float) -> np.ndarray:
