@@ -92,6 +92,8 @@ class LeafHyperprior(CompressionModel):
         self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, M))
         self._h_s64 = None  # float64 copy of h_s used for coding (see _entropy_parameters)
+        # Synthesis input in training: rounded with a straight-through gradient, or the noisy latent.
+        self.ste_synthesis = True
 
     @property
     def num_levels(self) -> int:
@@ -111,8 +113,8 @@ class LeafHyperprior(CompressionModel):
             z = self.h_a(y)
             z_hat, z_likelihoods = self.entropy_bottleneck(z)
             means, scales = self.h_s(z_hat).chunk(2, 1)
-            _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-            y_hat = quantize_ste(y - means) + means
+            y_noisy, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+            y_hat = quantize_ste(y - means) + means if self.ste_synthesis else y_noisy
         x_hat = self.g_s(y_hat * inv_gain).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 

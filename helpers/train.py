@@ -40,6 +40,7 @@ class TrainConfig:
     N: int = 64
     M: int = 96
     lambdas: tuple = DEFAULT_LAMBDAS
+    ste_synthesis: bool = True  # synthesis sees rounded latents (straight-through) rather than noisy ones
     alpha: float = 0.0  # MS-SSIM share of the distortion (0: PSNR-optimised codec)
     beta: float = 0.0  # LPIPS weight (optional perceptual term)
     steps: int = 24000
@@ -83,7 +84,9 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def build_model(cfg: TrainConfig) -> LeafHyperprior:
-    return LeafHyperprior(cfg.N, cfg.M, cfg.lambdas)
+    model = LeafHyperprior(cfg.N, cfg.M, cfg.lambdas)
+    model.ste_synthesis = cfg.ste_synthesis
+    return model
 
 
 # ----- distributed helpers --------------------------------------------------------------------------------
