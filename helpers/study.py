@@ -96,8 +96,8 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
 def summarise(per_image: pd.DataFrame) -> pd.DataFrame:
     """Mean (and spread) per codec and setting: one R-D point each."""
     df = per_image.copy()
-    if "ms_ssim_db" not in df:
-        df["ms_ssim_db"] = [ms_ssim_db(v) for v in df["ms_ssim"]]
+    # Always derived from MS-SSIM: per-image tables from different evaluators need not carry it.
+    df["ms_ssim_db"] = [ms_ssim_db(v) for v in df["ms_ssim"]]
     metrics = ["bpp", "psnr", "ms_ssim", "ms_ssim_db"] + (["lpips"] if "lpips" in df else [])
     g = df.groupby(["codec", "setting"], sort=False)
     out = g[metrics].mean()
@@ -175,7 +175,9 @@ def crossings(summary: pd.DataFrame, ours: str = "ours", metric: str = "psnr",
             continue
         diff = np.interp(np.log(g), np.log(o.bpp), o[metric]) - np.interp(np.log(g), np.log(d.bpp), d[metric])
         diff = diff if higher else -diff
-        for i in np.nonzero(np.sign(diff[:-1]) != np.sign(diff[1:]))[0]:
+        if not np.isfinite(diff).all():
+            continue  # a curve with missing values has no well-defined crossing
+        for i in np.nonzero(np.sign(diff[:-1]) * np.sign(diff[1:]) < 0)[0]:
             rows.append({"codec": codec, "metric": metric, "bpp": float(g[i + 1]),
                          "ours_better_above": bool(diff[i + 1] > 0)})  # fmt: skip
     return pd.DataFrame(rows, columns=["codec", "metric", "bpp", "ours_better_above"])
