@@ -26,6 +26,7 @@ PROFILES = {
         "n_images": 6,  # images per evaluated split
         "n_test": 4,  # test-split images in the R-D study (evenly spread over classes)
         "n_holdout": 2,  # images of the held-out crop (Potato)
+        "n_upscaled": 1,  # test images enlarged to phone-photo scale (03_rd_curves 3.8)
         "setting_stride": 3,  # every k-th codec setting / quality level in the R-D study
         "n_augmentations": 8,
         "verify_manifest": False,  # re-scan the data and compare with the committed manifest
@@ -42,6 +43,7 @@ PROFILES = {
         "n_images": None,
         "n_test": 150,
         "n_holdout": 45,
+        "n_upscaled": 8,
         "setting_stride": 1,
         "n_augmentations": 8,
         "verify_manifest": True,

@@ -43,3 +43,20 @@ def test_crossings(summary):
     crossing.loc[worse, "psnr"] -= np.linspace(-2, 2, worse.sum())  # better at low rates, worse at high
     rows = study.crossings(crossing, ours="test")
     assert len(rows) == 1 and not rows.loc[0, "ours_better_above"]
+
+
+def test_enlarged_copies(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "leaf.jpg"
+    img = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    Image.fromarray(img).save(src, quality=95)
+    (out,) = study.enlarged_copies([src], 3, tmp_path / "big")
+    assert out == tmp_path / "big" / "leaf.png"
+    big = np.asarray(Image.open(out))
+    assert big.shape == (18, 30, 3)
+    # Enlarging keeps the content: shrinking back lands near the source.
+    small = np.asarray(Image.open(out).resize((10, 6), Image.Resampling.BOX)).astype(float)
+    assert np.abs(small - np.asarray(Image.open(src)).astype(float)).mean() < 20
+    with pytest.raises(study.LeafCodecError):
+        study.enlarged_copies([src], 0, tmp_path / "none")
