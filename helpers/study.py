@@ -162,7 +162,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A GitHub Markdown table (no extra dependency)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
+    for r in df.itertuples(index=False):  # keeps each column's type (iterrows would turn ints into floats)
         cells = [format(v, floatfmt) if isinstance(v, float) and np.isfinite(v) else
                  ("–" if isinstance(v, float) else str(v)) for v in r]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")

@@ -252,6 +252,19 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow(row)
 
 
+def _drop_log_rows_after(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    if len(kept) < len(rows):
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, path)
+
+
 # ----- the loop -----------------------------------------------------------------------------------------------
 def train(
     run_dir: Path,
@@ -316,6 +329,9 @@ def train(
         scaler.load_state_dict(resume["scaler"])
         step = resume["step"]
         _set_rng_state(resume["rng"][min(rank, len(resume["rng"]) - 1)], g)
+        if rank == 0:  # rows logged after the checkpoint by a killed run are about to be logged again
+            for log_name in ("train_log.csv", "val_log.csv"):
+                _drop_log_rows_after(run_dir / log_name, step)
 
     data_root = Path(data_root) if data_root is not None else paths.data_dir()
     records = read_manifest(manifest)

@@ -66,6 +66,22 @@ def test_resume_continues_exactly(tmp_path):
 
 
 @needs_data
+def test_resume_after_a_kill_logs_each_step_once(tmp_path):
+    train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
+    # A run killed between checkpoints has logged steps the checkpoint does not hold.
+    with open(tmp_path / "train_log.csv") as f:
+        killed_row = f.read().splitlines()[-1].replace("2,", "3,", 1)
+    with open(tmp_path / "train_log.csv", "a") as f:
+        f.write(killed_row + "\n")
+    train.train(tmp_path, None, data_root=DATA_DIR, progress=False)
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+    assert log[3] != killed_row  # step 3 was trained again, not kept from the killed run
+    val_keys = [tuple(row.split(",")[:2]) for row in (tmp_path / "val_log.csv").read_text().splitlines()[1:]]
+    assert len(val_keys) == len(set(val_keys))  # one validation row per (step, level)
+
+
+@needs_data
 def test_resume_refuses_to_change_the_recipe(tmp_path):
     train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=1, progress=False)
     with pytest.raises(ValueError, match="cannot change lr"):
