@@ -60,7 +60,6 @@ def model_card(bd_table, rd_points, run_dir=paths.OUTPUTS / "runs" / "leaf_hyper
     hours = float((log.sec_per_step * log.step.diff().fillna(log.step.iloc[0])).sum() / 3600)
     lambdas = ", ".join(f"{lam:g}" for lam in meta["config"]["lambdas"])
     ours = rd_points[rd_points.codec == "ours"][["setting", "bpp", "psnr", "ms_ssim", "lpips"]]
-    ours = ours.astype({"setting": int})  # settings of all codecs share one (float) column
     text = f"""# Model card: {meta["name"]}
 
 - **What**: mean-scale Gaussian hyperprior autoencoder with per-level gain vectors (N={meta["config"]["N"]},
