@@ -106,7 +106,8 @@ def codec_label(name: str) -> str:
 
 
 def training_curves(train_log, val_log):
-    """Loss, rate and PSNR during training (all levels mixed), and validation R-D per level over steps."""
+    """Loss, rate and PSNR during training (all levels mixed), and validation R-D per level over steps.
+    With a ``stage`` column (``train.stage_logs``), a dashed line marks where each fine-tuning stage starts."""
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     t = train_log
     axes[0].plot(t.step, t.loss, lw=0.8)
@@ -115,6 +116,12 @@ def training_curves(train_log, val_log):
     axes[1].set(title="training rate (bpp, estimated)", xlabel="step")
     axes[2].plot(t.step, t.psnr, lw=0.8)
     axes[2].set(title="training PSNR (dB)", xlabel="step")
+    if "stage" in t:
+        starts = t.groupby("stage", sort=False).step.min().iloc[1:]
+        for ax in axes[:3]:
+            for name, step in starts.items():
+                ax.axvline(step, color="k", ls="--", lw=0.7, alpha=0.6)
+                ax.annotate(f" {name}", (step, 1), xycoords=("data", "axes fraction"), va="top", fontsize=7)
     cmap = plt.get_cmap("viridis")
     levels = sorted(val_log.level.unique())
     for i, level in enumerate(levels):

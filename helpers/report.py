@@ -44,22 +44,40 @@ def figure_link(path, alt: str) -> str:
     return f"![{alt}]({path.relative_to(paths.ROOT).as_posix()})"
 
 
-def model_card(bd_table, rd_points, run_dir=paths.OUTPUTS / "runs" / "leaf_hyperprior",
-               out=paths.CHECKPOINTS / "MODEL_CARD.md") -> str:  # fmt: skip
-    """Write the shipped checkpoint's model card from its metadata, its training log and the study's tables."""
-    import json
+def _stage_recipe(cfg: dict, log) -> str:
+    from .train import training_hours
 
-    import pandas as pd
+    start = f"fine-tuned from `{cfg['init_from']}`" if cfg.get("init_from") else "from scratch"
+    lambdas = ", ".join(f"{lam:g}" for lam in cfg["lambdas"])
+    return (
+        f"{int(log.steps_in_row.sum())} steps {start}, {training_hours(log):.2f} h; lambdas {lambdas}; random "
+        f"{cfg['crop']}x{cfg['crop']} crops with flips, batch {cfg['batch_size']}; Adam lr {cfg['lr']:g} "
+        f"(warm-up {cfg['warmup_steps']} steps, cosine decay to {cfg['min_lr']:g} from {cfg['decay_start']:.0%} "
+        f"of the steps), gradient clipping {cfg['clip_grad']}, precision {cfg['precision']}"
+    )
+
+
+def model_card(
+    bd_table, rd_points, run_dir=paths.SHIPPED_RUN, out=paths.CHECKPOINTS / "MODEL_CARD.md"
+) -> str:
+    """Write the shipped checkpoint's model card from its metadata, its training logs and the study's tables."""
+    import json
 
     from .codec import load_model
     from .study import markdown_table
+    from .train import run_stages, stage_logs, training_hours
 
     _, meta = load_model()
+    train_log, _ = stage_logs(run_dir)
+    stages = []
+    for stage in run_stages(run_dir):
+        cfg = json.loads((stage / "config.json").read_text())
+        stages.append(f"  - `{stage.relative_to(paths.ROOT).as_posix()}`: "
+                      + _stage_recipe(cfg, train_log[train_log.stage == stage.name]))  # fmt: skip
     cfg = json.loads((run_dir / "config.json").read_text())
-    log = pd.read_csv(run_dir / "train_log.csv")
-    hours = float((log.sec_per_step * log.step.diff().fillna(log.step.iloc[0])).sum() / 3600)
     lambdas = ", ".join(f"{lam:g}" for lam in meta["config"]["lambdas"])
     ours = rd_points[rd_points.codec == "ours"][["setting", "bpp", "psnr", "ms_ssim", "lpips"]]
+    newline = "\n"
     text = f"""# Model card: {meta["name"]}
 
 - **What**: mean-scale Gaussian hyperprior autoencoder with per-level gain vectors (N={meta["config"]["N"]},
@@ -67,14 +85,13 @@ def model_card(bd_table, rd_points, run_dir=paths.OUTPUTS / "runs" / "leaf_hyper
   models and rANS coder; `.leaf` files (see `helpers/codec.py`).
 - **Weights**: `{paths.SHIPPED_CHECKPOINT.name}`, sha256 `{meta["weights_sha256"]}`
   ({paths.SHIPPED_CHECKPOINT.stat().st_size / 2**20:.1f} MiB).
-- **Data**: PlantVillage training split (`data/split_manifest.csv`, Potato classes held out), random
-  {cfg["crop"]}x{cfg["crop"]} crops with flips, batch {cfg["batch_size"]}.
+- **Data**: PlantVillage training split (`data/split_manifest.csv`, Potato classes held out).
 - **Objective**: per image at level k, R + lambda_k * 255^2 * MSE (alpha={cfg["alpha"]}, beta={cfg["beta"]});
   lambdas {lambdas}.
-- **Recipe**: Adam lr {cfg["lr"]:g} (warm-up {cfg["warmup_steps"]} steps, cosine decay to {cfg["min_lr"]:g} from
-  {cfg["decay_start"]:.0%} of {cfg["steps"]} steps), gradient clipping {cfg["clip_grad"]}, precision
-  {cfg["precision"]} (bf16 autocast on CPU).
-- **Trained**: {meta["step"]} steps, {hours:.2f} h wall-clock on {machine()} (no GPU).
+- **Training stages** (each in `outputs/runs/`, with its config and logs):
+{newline.join(stages)}
+- **Trained**: {int(train_log.steps_in_row.sum())} steps, {training_hours(train_log):.2f} h wall-clock in all on
+  {machine()} (no GPU).
 
 ## Results on the test split (real file sizes, from notebook 03)
 

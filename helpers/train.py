@@ -60,6 +60,7 @@ class TrainConfig:
     val_images: int = 24
     train_images: int | None = None  # limit (smoke runs)
     seed: int = 0
+    init_from: str | None = None  # checkpoint this run was fine-tuned from (set by ``train``; repo-relative)
     notes: dict = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +88,89 @@ def build_model(cfg: TrainConfig) -> LeafHyperprior:
     model = LeafHyperprior(cfg.N, cfg.M, cfg.lambdas)
     model.ste_synthesis = cfg.ste_synthesis
     return model
+
+
+def _log_gains_at(old_log_lambdas: torch.Tensor, old_log_gains: torch.Tensor, log_lambdas: torch.Tensor):
+    """Per-channel log-gains at new log-lambdas: piecewise-linear in log-lambda through the old levels,
+    extended linearly beyond the first and last ones."""
+    i = torch.searchsorted(old_log_lambdas, log_lambdas).clamp(1, len(old_log_lambdas) - 1)
+    x0, x1 = old_log_lambdas[i - 1], old_log_lambdas[i]
+    t = ((log_lambdas - x0) / (x1 - x0))[:, None]
+    return old_log_gains[i - 1] + t * (old_log_gains[i] - old_log_gains[i - 1])
+
+
+def fine_tune_state(state: dict, model: LeafHyperprior) -> dict:
+    """``state`` (a trained model's weights) made loadable into ``model`` for fine-tuning.
+
+    The transforms and entropy models carry over unchanged. When ``model`` has other quality levels (other
+    lambdas) than ``state``, its gain vectors start where the trained ones point: interpolated over log-lambda
+    between trained levels, extrapolated beyond them (e.g. to add a lower-rate level)."""
+    state = dict(state)
+    old = state["lambdas"].double()
+    new = model.lambdas.double()
+    if not torch.equal(old, new):
+        if len(old) < 2 or not bool((old.diff() > 0).all()):
+            raise CheckpointError("cannot map quality levels: the trained lambdas are not increasing")
+        for key in ("log_gain", "log_inv_gain"):
+            state[key] = _log_gains_at(old.log(), state[key].double(), new.log()).float()
+        state["lambdas"] = model.lambdas.clone()
+    return state
+
+
+def _portable(path: Path) -> str:
+    path = Path(path).resolve()
+    return path.relative_to(paths.ROOT).as_posix() if path.is_relative_to(paths.ROOT) else str(path)
+
+
+def run_stages(run_dir: Path) -> list[Path]:
+    """The run folders that produced ``run_dir``'s weights, first stage first (each stage was fine-tuned from
+    the previous one's checkpoint, recorded as ``init_from`` in its config.json)."""
+    stages = [Path(run_dir)]
+    while True:
+        config = stages[0] / "config.json"
+        if not config.is_file():
+            raise CheckpointError(f"no training run in {stages[0]} (config.json missing)")
+        parent = json.loads(config.read_text()).get("init_from")
+        if not parent:
+            return stages
+        parent_dir = (paths.ROOT / parent).parent
+        if parent_dir in stages:
+            raise CheckpointError(f"training runs form a cycle at {parent_dir}")
+        stages.insert(0, parent_dir)
+
+
+def stage_logs(run_dir: Path) -> tuple:
+    """Training and validation logs of every stage of ``run_dir``, one after the other: ``step`` counts from
+    the first stage's start, ``stage`` names the run folder, and validation ``level`` is renumbered to the
+    final run's levels by lambda (a stage that added a level shifts the numbering)."""
+    import pandas as pd
+
+    stages = run_stages(run_dir)
+    final_lambdas = [float(v) for v in json.loads((Path(run_dir) / "config.json").read_text())["lambdas"]]
+    train_logs, val_logs, offset = [], [], 0
+    for stage in stages:
+        lambdas = json.loads((stage / "config.json").read_text())["lambdas"]
+        t = pd.read_csv(stage / "train_log.csv").assign(stage=stage.name)
+        t["steps_in_row"] = (
+            t.step.diff().fillna(t.step.iloc[0]).astype(int)
+        )  # each row covers the steps since the last
+        val_csv = stage / "val_log.csv"  # absent until the first validation
+        v = (pd.read_csv(val_csv) if val_csv.exists() else pd.DataFrame(columns=["step", "level"])).assign(
+            stage=stage.name
+        )
+        v["lambda"] = [float(lambdas[k - 1]) for k in v.level]
+        v["level"] = [final_lambdas.index(lam) + 1 if lam in final_lambdas else 0 for lam in v["lambda"]]
+        t["step"] += offset
+        v["step"] += offset
+        offset = int(t.step.max())
+        train_logs.append(t)
+        val_logs.append(v[v.level > 0].astype({"level": int}))
+    return pd.concat(train_logs, ignore_index=True), pd.concat(val_logs, ignore_index=True)
+
+
+def training_hours(train_log) -> float:
+    """Wall-clock hours of the steps in a ``stage_logs`` training log."""
+    return float((train_log.sec_per_step * train_log.steps_in_row).sum() / 3600)
 
 
 # ----- distributed helpers --------------------------------------------------------------------------------
@@ -300,6 +384,7 @@ def train(
         cfg = TrainConfig.from_dict({**resume["config"], **overrides})
     else:
         cfg = TrainConfig.from_dict({**asdict(cfg or TrainConfig()), **overrides})
+        cfg.init_from = _portable(init_from) if init_from is not None else None
 
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
@@ -308,7 +393,7 @@ def train(
 
     model = build_model(cfg).to(device)
     if init_from is not None and resume is None:
-        model.load_state_dict(load_checkpoint(init_from)["model"], strict=False)
+        model.load_state_dict(fine_tune_state(load_checkpoint(init_from)["model"], model), strict=False)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]

@@ -81,6 +81,42 @@ def test_resume_after_a_kill_logs_each_step_once(tmp_path):
     assert len(val_keys) == len(set(val_keys))  # one validation row per (step, level)
 
 
+def test_fine_tune_state_maps_gains_onto_new_levels():
+    trained = train.build_model(train.TrainConfig(N=8, M=4, lambdas=(1e-3, 4e-3, 1.6e-2)))
+    with torch.no_grad():
+        trained.log_gain.copy_(torch.tensor([[-2.0], [0.0], [1.0]]).repeat(1, 4))
+        trained.log_inv_gain.copy_(-trained.log_gain)
+    new = train.build_model(train.TrainConfig(N=8, M=4, lambdas=(2.5e-4, 1e-3, 2e-3, 4e-3, 1.6e-2, 6.4e-2)))
+    state = train.fine_tune_state(trained.state_dict(), new)
+    new.load_state_dict(state)
+    # Each lambda step is a factor 4 (2 for the 2e-3 level, half a step in log-lambda).
+    expected = torch.tensor([-4.0, -2.0, -1.0, 0.0, 1.0, 2.0])
+    assert torch.allclose(new.log_gain[:, 0], expected) and torch.allclose(new.log_inv_gain[:, 0], -expected)
+    assert torch.equal(new.lambdas, torch.tensor((2.5e-4, 1e-3, 2e-3, 4e-3, 1.6e-2, 6.4e-2)))
+    for key in ("g_a.0.weight", "h_s.0.weight"):
+        assert torch.equal(new.state_dict()[key], trained.state_dict()[key])
+    unordered = {**trained.state_dict(), "lambdas": torch.tensor([4e-3, 1e-3, 1.6e-2])}
+    with pytest.raises(CheckpointError, match="not increasing"):
+        train.fine_tune_state(unordered, new)
+
+
+@needs_data
+def test_fine_tuned_run_records_its_stages(tmp_path):
+    base = train.train(tmp_path / "base", None, TINY, data_root=DATA_DIR, progress=False)
+    lambdas = train.TrainConfig().lambdas
+    tuned = {**TINY, "lambdas": [lambdas[0] / 4, *lambdas], "steps": 2}
+    train.train(tmp_path / "tuned", None, tuned, data_root=DATA_DIR, init_from=base, progress=False)
+    assert train.run_stages(tmp_path / "tuned") == [tmp_path / "base", tmp_path / "tuned"]
+    train_log, val_log = train.stage_logs(tmp_path / "tuned")
+    assert train_log.step.tolist() == [1, 2, 3, 4, 5, 6]
+    assert train_log.stage.tolist() == ["base"] * 4 + ["tuned"] * 2
+    assert train.training_hours(train_log) > 0
+    # The base run's levels are renumbered to the tuned run's, where a new level 1 was added below them.
+    first = val_log[val_log.step == 2]
+    assert first.level.tolist() == list(range(2, len(lambdas) + 2))
+    assert val_log[val_log.step == 6].level.tolist() == list(range(1, len(lambdas) + 2))
+
+
 @needs_data
 def test_resume_refuses_to_change_the_recipe(tmp_path):
     train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=1, progress=False)
