@@ -3,7 +3,7 @@
 What is exported (``outputs/export/<part>.pt`` and ``<part>.onnx``, batch/height/width dynamic, ONNX opset 17):
 
 * ``g_a(x, level) -> y``: analysis *including* the quality level's gain. ``level`` is a 0-based int64 tensor of
-  shape (1,); the six gain vectors are constants inside the graph, so one file serves every level and the
+  shape (1,); the gain vectors are constants inside the graph, so one file serves every level and the
   exported graph computes exactly what ``LeafHyperprior.analyse`` does (``g_a(x) * exp(log_gain[level])``).
 * ``h_a(y) -> z``: hyper-analysis (float32).
 * ``h_s(z_hat) -> params``: hyper-synthesis in **float64**, its output the raw (means, scales) parameters.

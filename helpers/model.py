@@ -32,8 +32,8 @@ from torch import nn
 SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256, 64
 
 # Rate-distortion trade-offs, one per quality level (CompressAI convention: loss = bpp + lambda * 255^2 * MSE).
-# Chosen so that PlantVillage leaves span roughly 0.05-1 bpp.
-DEFAULT_LAMBDAS = (0.0010, 0.0025, 0.0060, 0.015, 0.035, 0.085)
+# Chosen so that PlantVillage leaves span roughly 0.05-1 bpp (the shipped model's; see its model card).
+DEFAULT_LAMBDAS = (0.0003, 0.0010, 0.0025, 0.0060, 0.015, 0.035, 0.085)
 STRIDE = 64  # g_a downsamples 16x and h_a another 4x: inputs are padded to a multiple of this
 
 
