@@ -289,7 +289,7 @@ def test_cli_compress_decompress_info_exact_forms(tmp_path, leaf_files, capsys):
 def test_cli_unknown_quality_is_refused_listing_the_levels(tmp_path, leaf_files):
     _, (a, _), _ = leaf_files
     proc = run_cli("compress", a, "-o", tmp_path / "x.leaf", "--quality", "9")
-    assert_one_line_error(proc, "unknown quality level 9", "valid levels are 1, 2, 3, 4, 5, 6")
+    assert_one_line_error(proc, "unknown quality level 9", "valid levels are 1, 2, 3, 4, 5, 6, 7")
     assert not (tmp_path / "x.leaf").exists()
 
 
