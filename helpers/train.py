@@ -375,6 +375,7 @@ def train(
     device = _device(rank)
 
     resume = load_checkpoint(last) if last.exists() else None
+    init = None
     overrides = dict(overrides or {})
     if resume is not None:
         # A resumed run keeps its recipe; only the schedule length and bookkeeping may be changed.
@@ -383,7 +384,13 @@ def train(
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming {run_dir}")
         cfg = TrainConfig.from_dict({**resume["config"], **overrides})
     else:
-        cfg = TrainConfig.from_dict({**asdict(cfg or TrainConfig()), **overrides})
+        init = load_checkpoint(init_from) if init_from is not None else None
+        # Without a config, a fine-tuning run keeps the architecture (and levels) of the weights it starts from.
+        inherited = {
+            k: v for k, v in (init or {"config": {}})["config"].items() if k in ("N", "M", "lambdas")
+        }
+        base = asdict(cfg) if cfg is not None else {**asdict(TrainConfig()), **inherited}
+        cfg = TrainConfig.from_dict({**base, **overrides})
         cfg.init_from = _portable(init_from) if init_from is not None else None
 
     torch.manual_seed(cfg.seed + rank)
@@ -392,8 +399,12 @@ def train(
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
 
     model = build_model(cfg).to(device)
-    if init_from is not None and resume is None:
-        model.load_state_dict(fine_tune_state(load_checkpoint(init_from)["model"], model), strict=False)
+    if resume is None and init is not None:
+        try:
+            model.load_state_dict(fine_tune_state(init["model"], model), strict=False)
+        except RuntimeError as exc:
+            detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc))
+            raise CheckpointError(f"{init_from} does not fit this run's architecture: {detail}") from None
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]

@@ -118,6 +118,24 @@ def test_fine_tuned_run_records_its_stages(tmp_path):
 
 
 @needs_data
+def test_fine_tuning_the_shipped_checkpoint_keeps_its_architecture(tmp_path):
+    from helpers import paths
+
+    small = {k: v for k, v in TINY.items() if k not in ("N", "M")} | {"steps": 1}
+    last = train.train(tmp_path / "ft", None, small, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
+                       progress=False)  # fmt: skip
+    shipped = torch.load(paths.SHIPPED_CHECKPOINT, weights_only=True)
+    config = train.load_checkpoint(last)["config"]
+    assert (config["N"], config["M"], list(config["lambdas"])) == tuple(
+        shipped["config"][k] for k in ("N", "M", "lambdas")
+    )
+    assert config["init_from"] == "outputs/checkpoints/leaf_hyperprior.pth.tar"
+    with pytest.raises(CheckpointError, match="does not fit this run's architecture: size mismatch"):
+        train.train(tmp_path / "wrong", None, TINY, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
+                    progress=False)  # fmt: skip
+
+
+@needs_data
 def test_resume_refuses_to_change_the_recipe(tmp_path):
     train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=1, progress=False)
     with pytest.raises(ValueError, match="cannot change lr"):
