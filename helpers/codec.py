@@ -49,7 +49,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import paths
 from .errors import CheckpointError, CodecError, DataError
-from .model import STRIDE, LeafHyperprior, single_thread
+from .model import STRIDE, LeafHyperprior, load_error_detail, single_thread
 
 MAGIC = b"LEAF"
 FORMAT_VERSION = 1
@@ -275,13 +275,8 @@ def load_model(checkpoint: str | Path | None = None) -> tuple[LeafHyperprior, di
         model = LeafHyperprior(cfg["N"], cfg["M"], tuple(cfg["lambdas"]))
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        # load_state_dict lists every mismatch on its own line; the first one says enough.
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = next(
-            (ln for ln in lines if ln.startswith(("size mismatch", "Missing", "Unexpected"))), lines[0]
-        )
         raise CheckpointError(
-            f"{path} does not fit the leaf-hyperprior architecture: {detail.rstrip('.')}"
+            f"{path} does not fit the leaf-hyperprior architecture: {load_error_detail(exc)}"
         ) from None
     model.eval()
     return model, ckpt

@@ -54,6 +54,13 @@ def single_thread():
         torch.set_num_threads(n)
 
 
+def load_error_detail(exc: RuntimeError) -> str:
+    """The first line that matters of ``load_state_dict``'s error (it lists every mismatch on its own line)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing", "Unexpected"))), lines[0])
+    return detail.rstrip(".")
+
+
 def scale_table() -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
 

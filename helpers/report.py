@@ -61,20 +61,17 @@ def model_card(
     bd_table, rd_points, run_dir=paths.SHIPPED_RUN, out=paths.CHECKPOINTS / "MODEL_CARD.md"
 ) -> str:
     """Write the shipped checkpoint's model card from its metadata, its training logs and the study's tables."""
-    import json
-
     from .codec import load_model
     from .study import markdown_table
-    from .train import run_stages, stage_logs, training_hours
+    from .train import run_config, run_stages, stage_logs, training_hours
 
     _, meta = load_model()
     train_log, _ = stage_logs(run_dir)
     stages = []
     for stage in run_stages(run_dir):
-        cfg = json.loads((stage / "config.json").read_text())
         stages.append(f"  - `{stage.relative_to(paths.ROOT).as_posix()}`: "
-                      + _stage_recipe(cfg, train_log[train_log.stage == stage.name]))  # fmt: skip
-    cfg = json.loads((run_dir / "config.json").read_text())
+                      + _stage_recipe(run_config(stage), train_log[train_log.stage == stage.name]))  # fmt: skip
+    cfg = run_config(run_dir)
     lambdas = ", ".join(f"{lam:g}" for lam in meta["config"]["lambdas"])
     ours = rd_points[rd_points.codec == "ours"][["setting", "bpp", "psnr", "ms_ssim", "lpips"]]
     newline = "\n"

@@ -30,7 +30,7 @@ from torch import nn
 from . import paths
 from .data import load_array, read_manifest, split_paths
 from .errors import CheckpointError
-from .model import DEFAULT_LAMBDAS, LeafHyperprior
+from .model import DEFAULT_LAMBDAS, LeafHyperprior, load_error_detail
 
 MSSSIM_WEIGHT = 2000.0  # brings (1 - MS-SSIM) to the scale of 255^2 * MSE at typical operating points
 
@@ -122,15 +122,20 @@ def _portable(path: Path) -> str:
     return path.relative_to(paths.ROOT).as_posix() if path.is_relative_to(paths.ROOT) else str(path)
 
 
+def run_config(run_dir: Path) -> dict:
+    """A training run's recipe, as ``train`` wrote it to ``run_dir/config.json``."""
+    config = Path(run_dir) / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"no training run in {run_dir} (config.json missing)")
+    return json.loads(config.read_text())
+
+
 def run_stages(run_dir: Path) -> list[Path]:
     """The run folders that produced ``run_dir``'s weights, first stage first (each stage was fine-tuned from
     the previous one's checkpoint, recorded as ``init_from`` in its config.json)."""
     stages = [Path(run_dir)]
     while True:
-        config = stages[0] / "config.json"
-        if not config.is_file():
-            raise CheckpointError(f"no training run in {stages[0]} (config.json missing)")
-        parent = json.loads(config.read_text()).get("init_from")
+        parent = run_config(stages[0]).get("init_from")
         if not parent:
             return stages
         parent_dir = (paths.ROOT / parent).parent
@@ -146,14 +151,13 @@ def stage_logs(run_dir: Path) -> tuple:
     import pandas as pd
 
     stages = run_stages(run_dir)
-    final_lambdas = [float(v) for v in json.loads((Path(run_dir) / "config.json").read_text())["lambdas"]]
+    final_lambdas = [float(v) for v in run_config(run_dir)["lambdas"]]
     train_logs, val_logs, offset = [], [], 0
     for stage in stages:
-        lambdas = json.loads((stage / "config.json").read_text())["lambdas"]
+        lambdas = run_config(stage)["lambdas"]
         t = pd.read_csv(stage / "train_log.csv").assign(stage=stage.name)
-        t["steps_in_row"] = (
-            t.step.diff().fillna(t.step.iloc[0]).astype(int)
-        )  # each row covers the steps since the last
+        # Each log row covers the steps since the previous one.
+        t["steps_in_row"] = t.step.diff().fillna(t.step.iloc[0]).astype(int)
         val_csv = stage / "val_log.csv"  # absent until the first validation
         v = (pd.read_csv(val_csv) if val_csv.exists() else pd.DataFrame(columns=["step", "level"])).assign(
             stage=stage.name
@@ -386,9 +390,7 @@ def train(
     else:
         init = load_checkpoint(init_from) if init_from is not None else None
         # Without a config, a fine-tuning run keeps the architecture (and levels) of the weights it starts from.
-        inherited = {
-            k: v for k, v in (init or {"config": {}})["config"].items() if k in ("N", "M", "lambdas")
-        }
+        inherited = {k: v for k, v in init["config"].items() if k in ("N", "M", "lambdas")} if init else {}
         base = asdict(cfg) if cfg is not None else {**asdict(TrainConfig()), **inherited}
         cfg = TrainConfig.from_dict({**base, **overrides})
         cfg.init_from = _portable(init_from) if init_from is not None else None
@@ -403,8 +405,9 @@ def train(
         try:
             model.load_state_dict(fine_tune_state(init["model"], model), strict=False)
         except RuntimeError as exc:
-            detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc))
-            raise CheckpointError(f"{init_from} does not fit this run's architecture: {detail}") from None
+            raise CheckpointError(
+                f"{init_from} does not fit this run's architecture: {load_error_detail(exc)}"
+            ) from None
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
