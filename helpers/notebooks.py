@@ -1,15 +1,17 @@
 """Run the study's notebooks with papermill, and the profile table that sizes them.
 
-Each notebook has one cell tagged ``parameters`` (``profile``, ``data_dir``, ``seed``); papermill injects the
-values given here after it. A notebook reads its sizes with ``helpers.notebooks.PROFILES[profile]``, so the
-smoke and full runs differ in this one table only. Executed copies are written to ``outputs/notebooks/<profile>/``
-(ignored by git); the committed notebooks stay free of outputs.
+Each notebook has one cell tagged ``parameters`` (``profile``, ``data_dir``, ...); papermill injects the values
+given here after it. The first code cell after it calls ``setup(profile, data_dir)``, which returns the profile's
+sizes (``PROFILES[profile]``) and the data folder, so the smoke and full runs differ in this one table only: no
+notebook branches on the profile's name. Executed copies are written to ``outputs/notebooks/<profile>/`` (ignored
+by git); the committed notebooks stay free of outputs.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+import warnings
 from pathlib import Path
 
 from . import paths
@@ -37,6 +39,7 @@ PROFILES = {
         "figures": SMOKE_OUT / "figures",
         "tables": SMOKE_OUT / "tables",
         "results": SMOKE_OUT / "results",
+        "export": SMOKE_OUT / "export",  # TorchScript / ONNX files (05_export)
         "update_readme": False,
     },
     "full": {
@@ -54,6 +57,7 @@ PROFILES = {
         "figures": paths.FIGURES,
         "tables": paths.TABLES,
         "results": paths.RESULTS,
+        "export": paths.OUTPUTS / "export",
         "update_readme": True,
     },
 }
@@ -63,6 +67,20 @@ def profile_settings(profile: str) -> dict:
     if profile not in PROFILES:
         raise LeafCodecError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
     return PROFILES[profile]
+
+
+def setup(profile: str, data_dir=None) -> tuple[dict, Path]:
+    """Every notebook's set-up, called once after its parameters: installs the project on Colab
+    (``helpers.colab``), checks the profile and the data folder (``data_dir``, else ``$DATA_DIR``, else the
+    downloaded copy) and returns ``(PROFILES[profile], data folder)``."""
+    from . import colab, data
+
+    settings = profile_settings(profile)
+    colab.setup_colab()
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: text progress bars are fine here
+    root = data.check_data_dir(Path(data_dir).expanduser().resolve() if data_dir else paths.data_dir())
+    print(f"profile: {profile}  data: {root}  figures: {settings['figures']}")
+    return settings, root
 
 
 def available() -> list[str]:
