@@ -24,3 +24,10 @@ SHIPPED_RUN = OUTPUTS / "runs" / "leaf_hyperprior_ft"
 def data_dir() -> Path:
     """PlantVillage root (``<class>/<image>``): ``$DATA_DIR`` if set, else the downloaded copy."""
     return Path(os.environ.get("DATA_DIR") or DOWNLOADED_DATA).expanduser().resolve()
+
+
+def photos_dir() -> Path:
+    """Natural photographs (``kodak/`` test only, ``wikipedia/`` for training): ``$PHOTOS_DIR`` if set, else
+    ``photos`` beside the PlantVillage folder (the shared data layout: ``shared/data/{plantvillage,photos}``)."""
+    default = data_dir().parent / "photos"
+    return Path(os.environ.get("PHOTOS_DIR") or default).expanduser().resolve()
