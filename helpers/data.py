@@ -267,3 +267,37 @@ def make_loader(split: str, batch_size: int, train: bool, num_workers: int | Non
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),  # same shuffle and augmentation order per seed
     )
+
+
+# -- natural photographs at camera scale (codec v2 training material) ---------------------------------------
+PHOTO_VAL_SHARE = 0.15  # of the Wikimedia photos, held out for validation (seeded, by file name)
+
+
+def photo_split(split: str, root: Path | None = None, seed: int = 0) -> list[Path]:
+    """The ``train`` or ``val`` share of the Wikimedia photos in ``photos_dir()/wikipedia`` (a seeded hash of
+    each file name decides, as for PlantVillage groups). Kodak is never training material."""
+    folder = (Path(root) if root is not None else paths.photos_dir()) / "wikipedia"
+    if not folder.is_dir():
+        raise DataError(f"photo folder not found: {folder} (set PHOTOS_DIR to the folder holding wikipedia/)")
+    chosen = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        u = int.from_bytes(hashlib.sha256(f"{seed}:photo:{p.name}".encode()).digest()[:8], "big") / 2**64
+        if (u < PHOTO_VAL_SHARE) == (split == "val"):
+            chosen.append(p)
+    if not chosen:
+        raise DataError(f"no {split} photos in {folder}")
+    return chosen
+
+
+def photo_pyramid(image_paths, scales=(1, 2, 4)) -> list[torch.Tensor]:
+    """Each photo as uint8 (3, H, W) tensors at full resolution and reduced by each factor in ``scales``
+    (area-averaged, as a camera's downscaler would), so crops cover detail at several scales."""
+    out = []
+    for p in image_paths:
+        im = Image.fromarray(read_image(p))
+        for s in scales:
+            small = im if s == 1 else im.resize((im.width // s, im.height // s), Image.BOX)
+            out.append(torch.from_numpy(np.asarray(small).transpose(2, 0, 1).copy()))
+    return out

@@ -37,8 +37,9 @@ MSSSIM_WEIGHT = 2000.0  # brings (1 - MS-SSIM) to the scale of 255^2 * MSE at ty
 
 @dataclass
 class TrainConfig:
+    arch: str = "leaf"  # "leaf" (the shipped LeafHyperprior) or a codec v2 candidate of helpers.candidates
     N: int = 64
-    M: int = 96
+    M: int = 128
     lambdas: tuple = DEFAULT_LAMBDAS
     ste_synthesis: bool = True  # synthesis sees rounded latents (straight-through) rather than noisy ones
     alpha: float = 0.0  # MS-SSIM share of the distortion (0: PSNR-optimised codec)
@@ -59,6 +60,7 @@ class TrainConfig:
     val_every: int = 1000
     val_images: int = 24
     train_images: int | None = None  # limit (smoke runs)
+    photo_share: float = 0.0  # fraction of each batch cropped from natural photos at 1x, 1/2x, 1/4x scale
     seed: int = 0
     init_from: str | None = None  # checkpoint this run was fine-tuned from (set by ``train``; repo-relative)
     notes: dict = field(default_factory=dict)
@@ -85,6 +87,10 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def build_model(cfg: TrainConfig) -> LeafHyperprior:
+    if cfg.arch != "leaf":
+        from .candidates import Candidate
+
+        return Candidate(cfg.arch, cfg.lambdas)
     model = LeafHyperprior(cfg.N, cfg.M, cfg.lambdas)
     model.ste_synthesis = cfg.ste_synthesis
     return model
@@ -261,6 +267,36 @@ class CropSampler:
                 c = c.flip(-2)
             out.append(c)
         return torch.stack(out).float().div_(255)
+
+
+class PhotoCropSampler:
+    """Random crops + flips from photos of different sizes (a list of uint8 (3, H, W) tensors)."""
+
+    def __init__(self, images: list[torch.Tensor], crop: int, batch_size: int, generator: torch.Generator):
+        self.images = [im for im in images if min(im.shape[1:]) >= crop]
+        self.crop, self.batch_size, self.g = crop, batch_size, generator
+
+    def __call__(self) -> torch.Tensor:
+        out = []
+        for _ in range(self.batch_size):
+            im = self.images[int(torch.randint(len(self.images), (1,), generator=self.g))]
+            y = int(torch.randint(im.shape[1] - self.crop + 1, (1,), generator=self.g))
+            x = int(torch.randint(im.shape[2] - self.crop + 1, (1,), generator=self.g))
+            c = im[:, y : y + self.crop, x : x + self.crop]
+            flips = (torch.rand(2, generator=self.g) < 0.5).tolist()
+            c = c.flip(-1) if flips[0] else c
+            out.append(c.flip(-2) if flips[1] else c)
+        return torch.stack(out).float().div_(255)
+
+
+class MixedSampler:
+    """A batch of PlantVillage crops followed by photo crops."""
+
+    def __init__(self, *samplers):
+        self.samplers = [s for s in samplers if s.batch_size > 0]
+
+    def __call__(self) -> torch.Tensor:
+        return torch.cat([s() for s in self.samplers])
 
 
 # ----- checkpoints ------------------------------------------------------------------------------------------
@@ -443,7 +479,13 @@ def train(
     val_arr = torch.from_numpy(
         load_array(split_paths(records, "val", data_root, cfg.val_images), progress=False)
     )
-    sampler = CropSampler(train_arr, cfg.crop, cfg.batch_size, g)
+    n_photo = round(cfg.photo_share * cfg.batch_size)
+    sampler = CropSampler(train_arr, cfg.crop, cfg.batch_size - n_photo, g)
+    if n_photo:
+        from .data import photo_pyramid, photo_split
+
+        photos = PhotoCropSampler(photo_pyramid(photo_split("train")), cfg.crop, n_photo, g)
+        sampler = MixedSampler(sampler, photos)
 
     net = _TrainStep(model)
     if world > 1:

@@ -1,0 +1,154 @@
+"""Codec v2 bake-off (issue 9): train every candidate of ``helpers.candidates`` from scratch on the same data for
+the same number of steps, then measure each with real rANS bytes on validation images against AVIF 4:4:4 speed 4.
+
+    python -m helpers.bakeoff train [--steps N] [--only NAME ...]   # resumable, one run folder per candidate
+    python -m helpers.bakeoff evaluate                              # -> outputs/tables/bakeoff.{csv,md}
+
+Bytes per file are the candidate's rANS streams plus the ``.leaf`` container's overhead (header, one length field
+per stream, checksum), so bpp is what a file of that candidate would weigh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from . import paths
+from .candidates import CANDIDATES, stream_bytes
+from .data import load_array, photo_split, read_image, read_manifest, split_paths
+from .metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
+from .train import TrainConfig, build_model, load_checkpoint, train
+
+RUNS = paths.OUTPUTS / "runs" / "bakeoff"
+# Ten levels from ~0.03 bpp up to archival quality (lambda on 255^2 * MSE, CompressAI's convention).
+V2_LAMBDAS = (0.00015, 0.0004, 0.001, 0.0025, 0.006, 0.015, 0.035, 0.08, 0.18, 0.4)
+RECIPE = dict(lambdas=V2_LAMBDAS, steps=2000, batch_size=8, crop=128, photo_share=0.5, lr=1e-3,
+              decay_start=0.6, warmup_steps=200, checkpoint_every=250, log_every=50, val_every=1000)  # fmt: skip
+BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
+CONTAINER_OVERHEAD = 40  # bytes of a .leaf file besides its streams' bytes and their 4-byte lengths
+AVIF_BEST = dict(subsampling="4:4:4", speed=4)
+AVIF_QUALITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+PHOTO_CROP = 512  # validation photos are centre-cropped to this size to keep the bake-off quick
+
+
+def train_all(names=BAKEOFF, steps: int | None = None) -> None:
+    for name in names:
+        overrides = {**RECIPE, "arch": name, **({"steps": steps} if steps else {})}
+        run = RUNS / name
+        if (run / "last.pth.tar").exists():
+            overrides = {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_every")}
+        print(f"== {name}", flush=True)
+        train(run, TrainConfig(), overrides=overrides, progress=False)
+
+
+def validation_images(n_leaves: int = 24) -> dict[str, list[np.ndarray]]:
+    leaves = load_array(split_paths(read_manifest(paths.MANIFEST), "val", paths.data_dir(), n_leaves), progress=False)
+    photos = []
+    for p in photo_split("val"):
+        img = read_image(p)
+        h, w = img.shape[:2]
+        y, x = (h - PHOTO_CROP) // 2, (w - PHOTO_CROP) // 2
+        photos.append(np.ascontiguousarray(img[y : y + PHOTO_CROP, x : x + PHOTO_CROP]))
+    return {"leaves": [a.transpose(1, 2, 0).copy() for a in leaves], "photos": photos}
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    return torch.nn.functional.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
+
+
+def _row(img, rec, n_bytes, enc_s, dec_s) -> dict:
+    h, w = img.shape[:2]
+    return {"bpp": 8 * n_bytes / (h * w), "psnr": psnr(img, rec), "ms_ssim_db": ms_ssim_db(ms_ssim(img, rec)),
+            "encode_ms": 1000 * enc_s, "decode_ms": 1000 * dec_s}  # fmt: skip
+
+
+@torch.no_grad()
+def code_candidate(model, img: np.ndarray, level: int) -> dict:
+    x = _to_tensor(img)
+    t0 = time.perf_counter()
+    enc = model.compress(x, level)
+    t1 = time.perf_counter()
+    x_hat = model.decompress(enc["strings"], enc["shape"], level)
+    t2 = time.perf_counter()
+    h, w = img.shape[:2]
+    rec = (x_hat[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    n_streams = len(enc["strings"])
+    return _row(img, rec, stream_bytes(enc["strings"]) + 4 * n_streams + CONTAINER_OVERHEAD, t1 - t0, t2 - t1)
+
+
+def code_avif(img: np.ndarray, quality: int) -> dict:
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    Image.fromarray(img).save(buf, "AVIF", quality=quality, **AVIF_BEST)
+    t1 = time.perf_counter()
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        rec = np.asarray(im.convert("RGB"))
+    return _row(img, rec, len(buf.getvalue()), t1 - t0, time.perf_counter() - t1)
+
+
+def load_candidate(name: str):
+    ckpt = load_checkpoint(RUNS / name / "last.pth.tar")
+    model = build_model(TrainConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval().update(force=True)
+    return model, ckpt["step"]
+
+
+def rd_points(names=BAKEOFF, n_leaves: int = 24) -> pd.DataFrame:
+    """Per image set, codec and setting: mean bpp, PSNR, MS-SSIM dB and coding times."""
+    sets = validation_images(n_leaves)
+    rows = []
+    torch.set_num_threads(1)  # the shipped codec's rule: one image, one thread (deterministic files)
+    for set_name, images in sets.items():
+        for q in AVIF_QUALITIES:
+            rows += [{"set": set_name, "codec": "avif444s4", "setting": q, **code_avif(im, q)} for im in images]
+        for name in names:
+            model, step = load_candidate(name)
+            for level in range(model.num_levels):
+                rows += [{"set": set_name, "codec": name, "setting": level + 1, "step": step,
+                          **code_candidate(model, im, level)} for im in images]  # fmt: skip
+    return pd.DataFrame(rows).groupby(["set", "codec", "setting"], as_index=False).mean(numeric_only=True)
+
+
+def bd_vs_avif(points: pd.DataFrame, rate_range=(0.05, 1.0)) -> pd.DataFrame:
+    out = []
+    for (set_name, codec), g in points[points.codec != "avif444s4"].groupby(["set", "codec"]):
+        a = points[(points.set == set_name) & (points.codec == "avif444s4")]
+        row = {"set": set_name, "codec": codec, "top_psnr": g.psnr.max(), "top_bpp": g.bpp.max()}
+        for metric in ("psnr", "ms_ssim_db"):
+            try:
+                row[f"bd_{metric}"] = bd_rate(a.bpp, a[metric], g.bpp, g[metric], rate_range=rate_range)
+            except ValueError:
+                row[f"bd_{metric}"] = float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers.bakeoff")
+    p.add_argument("what", choices=("train", "evaluate"))
+    p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--out", type=Path, default=paths.OUTPUTS / "results" / "bakeoff_points.csv")
+    args = p.parse_args(argv)
+    if args.what == "train":
+        train_all(args.only, args.steps)
+        return 0
+    points = rd_points(args.only)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    points.to_csv(args.out, index=False)
+    print(bd_vs_avif(points).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""Codec v2 candidates for the bake-off (issue 9): transforms and entropy models, combined by name.
+
+Every candidate is a variable-rate model with gain units (one gain vector per quality level, as the shipped
+model) so one training run covers the whole rate range. The entropy models are CompressAI's latent codecs, the
+coder its rANS; nothing here codes a bit by hand:
+
+* ``hyperprior``: mean-scale Gaussian hyperprior (Minnen et al. 2018), today's entropy model.
+* ``channel``: channel-conditional (Minnen & Singh 2020): ``y`` in equal slices, each slice's mean and scale
+  predicted from the hyperprior and the slices decoded before it.
+* ``checkerboard``: spatial two-pass checkerboard context (He et al. 2021) on top of the hyperprior.
+* ``elic``: ELIC's space-channel context (He et al. 2022): uneven channel groups, each with a checkerboard.
+
+Transforms: ``gdn`` is today's 4-layer conv/GDN stack; ``dwsep`` replaces each inner 5x5 convolution by a
+depthwise 5x5 and a pointwise 1x1 (the paper's depthwise-separable transforms), which buys width cheaply.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import (
+    ChannelGroupsLatentCodec,
+    CheckerboardLatentCodec,
+    GaussianConditionalLatentCodec,
+    HyperLatentCodec,
+    HyperpriorLatentCodec,
+)
+from compressai.layers import GDN, CheckerboardMaskedConv2d
+from compressai.models import CompressionModel
+from compressai.models.utils import conv, deconv
+from torch import nn
+
+# name -> (transform, N, M, entropy model)
+CANDIDATES = {
+    "base": ("gdn", 64, 128, "hyperprior"),
+    "channel": ("gdn", 64, 128, "channel"),
+    "elic": ("gdn", 64, 128, "elic"),
+    "wide": ("gdn", 128, 192, "hyperprior"),
+    "dwsep": ("dwsep", 128, 192, "hyperprior"),
+    "dwsep_elic": ("dwsep", 128, 192, "elic"),
+}
+
+
+def _dw_down(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cin, 5, 2, 2, groups=cin), nn.Conv2d(cin, cout, 1))
+
+
+def _dw_up(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.ConvTranspose2d(cout, cout, 5, 2, 2, 1, groups=cout))
+
+
+def transforms(kind: str, N: int, M: int) -> tuple[nn.Module, nn.Module]:
+    """Analysis g_a (RGB -> M channels at 1/16) and synthesis g_s (the mirror image)."""
+    down = conv if kind == "gdn" else _dw_down
+    up = deconv if kind == "gdn" else _dw_up
+    g_a = nn.Sequential(conv(3, N), GDN(N), down(N, N), GDN(N), down(N, N), GDN(N), down(N, M))
+    g_s = nn.Sequential(
+        up(M, N), GDN(N, inverse=True), up(N, N), GDN(N, inverse=True),
+        up(N, N), GDN(N, inverse=True), deconv(N, 3),
+    )  # fmt: skip
+    return g_a, g_s
+
+
+def _hyper(N: int, M: int) -> HyperLatentCodec:
+    h_a = nn.Sequential(
+        conv(M, N, stride=1, kernel_size=3), nn.LeakyReLU(inplace=True),
+        conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
+    )  # fmt: skip
+    h_s = nn.Sequential(
+        deconv(N, M), nn.LeakyReLU(inplace=True),
+        deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
+        conv(M * 3 // 2, M * 2, stride=1, kernel_size=3),
+    )  # fmt: skip
+    return HyperLatentCodec(entropy_bottleneck=EntropyBottleneck(N), h_a=h_a, h_s=h_s)
+
+
+def _pointwise(cin: int, cout: int, hidden: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(cin, hidden, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 1), nn.LeakyReLU(inplace=True), nn.Conv2d(hidden, cout, 1),
+    )  # fmt: skip
+
+
+def _context(cin: int, cout: int) -> nn.Module:
+    """Channel context: a light 3-layer 5x5 net on the already decoded groups."""
+    return nn.Sequential(
+        conv(cin, 96, stride=1, kernel_size=5), nn.LeakyReLU(inplace=True),
+        conv(96, 64, stride=1, kernel_size=5), nn.LeakyReLU(inplace=True),
+        conv(64, cout, stride=1, kernel_size=5),
+    )  # fmt: skip
+
+
+class _GroupGaussian(GaussianConditionalLatentCodec):
+    """A Gaussian codec inside channel groups: CompressAI's ChannelGroupsLatentCodec sums ``shape[0]`` of its
+    groups to size ``y``, so each group must report (C, H, W) (as the checkerboard codec does), not (H, W)."""
+
+    def compress(self, y, ctx_params):
+        return {**super().compress(y, ctx_params), "shape": y.shape[1:]}
+
+    def decompress(self, strings, shape, ctx_params, **kwargs):
+        return super().decompress(strings, tuple(shape[-2:]), ctx_params, **kwargs)
+
+
+def _gaussian(entropy_parameters: nn.Module | None = None, grouped: bool = False):
+    cls = _GroupGaussian if grouped else GaussianConditionalLatentCodec
+    return cls(entropy_parameters=entropy_parameters, quantizer="ste", chunks=("means", "scales"))
+
+
+def _checkerboard(c: int, side: int) -> CheckerboardLatentCodec:
+    """Checkerboard codec of ``c`` channels; ``side`` channels of parameters come from hyperprior/groups."""
+    return CheckerboardLatentCodec(
+        latent_codec={"y": _gaussian()},
+        context_prediction=CheckerboardMaskedConv2d(c, 2 * c, kernel_size=5, stride=1, padding=2),
+        entropy_parameters=_pointwise(2 * c + side, 2 * c, max(64, 2 * c)),
+    )
+
+
+def _grouped(groups: list[int], M: int, spatial: bool) -> ChannelGroupsLatentCodec:
+    acc = [sum(groups[:k]) for k in range(len(groups))]
+    codecs = {}
+    for k, c in enumerate(groups):
+        side = 2 * M + (2 * c if k else 0)  # hyperprior params, plus the channel context's
+        codecs[f"y{k}"] = _checkerboard(c, side) if spatial else _gaussian(_pointwise(side, 2 * c, 2 * c + 64), grouped=True)
+    context = {f"y{k}": _context(acc[k], 2 * c) for k, c in enumerate(groups) if k}
+    return ChannelGroupsLatentCodec(latent_codec=codecs, channel_context=context, groups=groups)
+
+
+def latent_codec(kind: str, N: int, M: int) -> HyperpriorLatentCodec:
+    if kind == "hyperprior":
+        y = _gaussian()
+    elif kind == "checkerboard":
+        y = _checkerboard(M, 2 * M)
+    elif kind == "channel":
+        y = _grouped([M // 4] * 4, M, spatial=False)
+    elif kind == "elic":
+        y = _grouped([8, 8, 16, 32, M - 64], M, spatial=True)
+    else:
+        raise ValueError(f"unknown entropy model {kind!r}")
+    return HyperpriorLatentCodec(latent_codec={"y": y, "hyper": _hyper(N, M)})
+
+
+class GainUnits(nn.Module):
+    """Per-level channel gains (Cui et al. 2021): y * gain before rounding, y_hat * inv_gain after."""
+
+    def __init__(self, lambdas, M: int):
+        super().__init__()
+        lam = torch.as_tensor(lambdas, dtype=torch.float32)
+        self.register_buffer("lambdas", lam)
+        log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])  # uniform-quantiser optimum, step ~ lambda^-1/2
+        self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, M))
+        self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, M))
+
+    def forward(self, y: torch.Tensor, level: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+        g = (self.log_inv_gain if inverse else self.log_gain)[level].exp()
+        return y * g.reshape(g.shape[0], -1, 1, 1)
+
+
+class Candidate(CompressionModel):
+    """g_a -> gain -> latent codec (hyperprior + y context) -> inverse gain -> g_s."""
+
+    def __init__(self, name: str, lambdas):
+        super().__init__()
+        transform, N, M, entropy = CANDIDATES[name]
+        self.name, self.N, self.M = name, N, M
+        self.g_a, self.g_s = transforms(transform, N, M)
+        self.gains = GainUnits(lambdas, M)
+        self.latent_codec = latent_codec(entropy, N, M)
+
+    @property
+    def num_levels(self) -> int:
+        return int(self.gains.lambdas.numel())
+
+    @property
+    def lambdas(self) -> torch.Tensor:
+        return self.gains.lambdas
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
+        y = self.gains(self.g_a(x).float(), level)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # entropy model in float32
+            out = self.latent_codec(y)
+        x_hat = self.g_s(self.gains(out["y_hat"], level, inverse=True)).float()
+        return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, level: int) -> dict:
+        lv = torch.tensor([level])
+        return self.latent_codec.compress(self.gains(self.g_a(x), lv))
+
+    @torch.no_grad()
+    def decompress(self, strings, shape, level: int) -> torch.Tensor:
+        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        return self.g_s(self.gains(y_hat, torch.tensor([level]), inverse=True)).clamp_(0, 1)
+
+
+def stream_bytes(strings) -> int:
+    """Total bytes of a (nested) list of rANS strings, as compress() returns them."""
+    if isinstance(strings, (bytes, bytearray)):
+        return len(strings)
+    return sum(stream_bytes(s) for s in strings)
+
+
+def decoder_kmacs_per_pixel(model: Candidate, size: int = 256) -> dict:
+    """Multiply-accumulates per pixel of the decoder (hyper-synthesis, y context, synthesis) and encoder."""
+    counts = {"total": 0}
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):  # includes masked convs
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            counts["total"] += out.numel() // out.shape[0] * k
+        elif isinstance(mod, nn.ConvTranspose2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.out_channels // mod.groups
+            counts["total"] += inp[0].numel() // inp[0].shape[0] * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    x = torch.rand(1, 3, size, size)
+    result = {}
+    try:
+        with torch.no_grad():
+            model.eval()
+            y = model.g_a(x)
+            counts["total"] = 0
+            model.g_s(y)
+            result["synthesis"] = counts["total"] / size**2 / 1000
+            counts["total"] = 0
+            model.latent_codec(y)  # forward = every entropy-parameter net the decoder also runs (plus h_a)
+            result["entropy"] = counts["total"] / size**2 / 1000
+            counts["total"] = 0
+            model.g_a(x)
+            result["analysis"] = counts["total"] / size**2 / 1000
+    finally:
+        for h in handles:
+            h.remove()
+    result["decoder"] = result["synthesis"] + result["entropy"]
+    return result
