@@ -13,13 +13,12 @@ Run with ``python -m helpers train RUN_DIR`` (single process) or
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,20 @@ import torch.distributed as dist
 from torch import nn
 
 from . import paths
-from .data import load_array, read_manifest, split_paths
+from .data import load_array, photo_pyramid, photo_split, read_manifest, split_paths
 from .errors import CheckpointError
 from .model import DEFAULT_LAMBDAS, LeafHyperprior, load_error_detail
+from .runs import (  # noqa: F401  (run_config .. training_hours: the run-folder API, re-exported for callers)
+    append_csv,
+    atomic_save,
+    drop_log_rows_after,
+    load_checkpoint,
+    portable_path,
+    run_config,
+    run_stages,
+    stage_logs,
+    training_hours,
+)
 
 MSSSIM_WEIGHT = 2000.0  # brings (1 - MS-SSIM) to the scale of 255^2 * MSE at typical operating points
 
@@ -63,7 +73,6 @@ class TrainConfig:
     photo_share: float = 0.0  # fraction of each batch cropped from natural photos at 1x, 1/2x, 1/4x scale
     seed: int = 0
     init_from: str | None = None  # checkpoint this run was fine-tuned from (set by ``train``; repo-relative)
-    notes: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -123,66 +132,6 @@ def fine_tune_state(state: dict, model: LeafHyperprior) -> dict:
     return state
 
 
-def _portable(path: Path) -> str:
-    path = Path(path).resolve()
-    return path.relative_to(paths.ROOT).as_posix() if path.is_relative_to(paths.ROOT) else str(path)
-
-
-def run_config(run_dir: Path) -> dict:
-    """A training run's recipe, as ``train`` wrote it to ``run_dir/config.json``."""
-    config = Path(run_dir) / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"no training run in {run_dir} (config.json missing)")
-    return json.loads(config.read_text())
-
-
-def run_stages(run_dir: Path) -> list[Path]:
-    """The run folders that produced ``run_dir``'s weights, first stage first (each stage was fine-tuned from
-    the previous one's checkpoint, recorded as ``init_from`` in its config.json)."""
-    stages = [Path(run_dir)]
-    while True:
-        parent = run_config(stages[0]).get("init_from")
-        if not parent:
-            return stages
-        parent_dir = (paths.ROOT / parent).parent
-        if parent_dir in stages:
-            raise CheckpointError(f"training runs form a cycle at {parent_dir}")
-        stages.insert(0, parent_dir)
-
-
-def stage_logs(run_dir: Path) -> tuple:
-    """Training and validation logs of every stage of ``run_dir``, one after the other: ``step`` counts from
-    the first stage's start, ``stage`` names the run folder, and validation ``level`` is renumbered to the
-    final run's levels by lambda (a stage that added a level shifts the numbering)."""
-    import pandas as pd
-
-    stages = run_stages(run_dir)
-    final_lambdas = [float(v) for v in run_config(run_dir)["lambdas"]]
-    train_logs, val_logs, offset = [], [], 0
-    for stage in stages:
-        lambdas = run_config(stage)["lambdas"]
-        t = pd.read_csv(stage / "train_log.csv").assign(stage=stage.name)
-        # Each log row covers the steps since the previous one.
-        t["steps_in_row"] = t.step.diff().fillna(t.step.iloc[0]).astype(int)
-        val_csv = stage / "val_log.csv"  # absent until the first validation
-        v = (pd.read_csv(val_csv) if val_csv.exists() else pd.DataFrame(columns=["step", "level"])).assign(
-            stage=stage.name
-        )
-        v["lambda"] = [float(lambdas[k - 1]) for k in v.level]
-        v["level"] = [final_lambdas.index(lam) + 1 if lam in final_lambdas else 0 for lam in v["lambda"]]
-        t["step"] += offset
-        v["step"] += offset
-        offset = int(t.step.max())
-        train_logs.append(t)
-        val_logs.append(v[v.level > 0].astype({"level": int}))
-    return pd.concat(train_logs, ignore_index=True), pd.concat(val_logs, ignore_index=True)
-
-
-def training_hours(train_log) -> float:
-    """Wall-clock hours of the steps in a ``stage_logs`` training log."""
-    return float((train_log.sec_per_step * train_log.steps_in_row).sum() / 3600)
-
-
 # ----- distributed helpers --------------------------------------------------------------------------------
 def _dist_setup() -> tuple[int, int]:
     if "RANK" in os.environ and not dist.is_initialized():
@@ -213,7 +162,7 @@ class RateDistortionLoss(nn.Module):
 
     def forward(self, out: dict, x: torch.Tensor, lam: torch.Tensor) -> dict:
         n, _, h, w = x.shape
-        bpp = sum(-torch.log2(v).flatten(1).sum(1) for v in out["likelihoods"].values()) / (h * w)
+        bpp = estimated_bpp(out["likelihoods"], h * w)
         x_hat = out["x_hat"]
         mse = ((x_hat - x) ** 2).flatten(1).mean(1)
         dist_ = (1 - self.alpha) * 255**2 * mse
@@ -300,31 +249,6 @@ class MixedSampler:
 
 
 # ----- checkpoints ------------------------------------------------------------------------------------------
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"{path} is not a leaf-codec checkpoint (no model/config entries)")
-    return ckpt
-
-
 def _rng_state(g: torch.Generator) -> dict:
     return {
         "torch": torch.get_rng_state(),
@@ -345,6 +269,15 @@ def _set_rng_state(state: dict, g: torch.Generator) -> None:
 
 
 # ----- validation -------------------------------------------------------------------------------------------
+def estimated_bpp(likelihoods: dict, pixels: int) -> torch.Tensor:
+    """Per-image ideal code length of every latent (sum of -log2 likelihoods) per pixel: the training rate."""
+    return sum(-torch.log2(v).flatten(1).sum(1) for v in likelihoods.values()) / pixels
+
+
+def psnr_db(mse: torch.Tensor) -> torch.Tensor:
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
 @torch.no_grad()
 def validate(model: LeafHyperprior, images: torch.Tensor, device) -> list[dict]:
     """Per-level estimated bpp (from the likelihoods of rounded latents), PSNR and MS-SSIM."""
@@ -354,211 +287,216 @@ def validate(model: LeafHyperprior, images: torch.Tensor, device) -> list[dict]:
     rows = []
     x = images.to(device).float().div(255)
     for k in range(model.num_levels):
-        level = torch.full((x.shape[0],), k, device=device, dtype=torch.long)
-        out = model(x, level)
-        n, _, h, w = x.shape
-        bpp = sum(-torch.log2(v).flatten(1).sum(1) for v in out["likelihoods"].values()) / (h * w)
+        out = model(x, torch.full((x.shape[0],), k, device=device, dtype=torch.long))
         x_hat = out["x_hat"].clamp(0, 1)
         mse = ((x_hat - x) ** 2).flatten(1).mean(1)
-        psnr = (10 * torch.log10(1 / mse)).mean().item()
-        msssim = ms_ssim(x_hat, x, data_range=1.0, size_average=True).item()
-        rows.append({"level": k + 1, "bpp": bpp.mean().item(), "psnr": psnr, "ms_ssim": msssim})
+        rows.append({"level": k + 1, "bpp": estimated_bpp(out["likelihoods"], x[0, 0].numel()).mean().item(),
+                     "psnr": psnr_db(mse).mean().item(),
+                     "ms_ssim": ms_ssim(x_hat, x, data_range=1.0, size_average=True).item()})  # fmt: skip
     model.train()
     return rows
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def _drop_log_rows_after(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    if len(kept) < len(rows):
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, path)
-
-
-# ----- the loop -----------------------------------------------------------------------------------------------
-def train(
-    run_dir: Path,
-    cfg: TrainConfig | None = None,
-    overrides: dict | None = None,
-    data_root: Path | None = None,
-    manifest: Path = paths.MANIFEST,
-    max_steps_this_call: int | None = None,
-    init_from: Path | None = None,
-    progress: bool = True,
-) -> Path:
-    """Train (or resume) the run in ``run_dir``; returns the path of its latest checkpoint.
-
-    ``overrides`` are TrainConfig fields set on top of ``cfg`` (on resume, only RESUME_OVERRIDABLE ones).
-    ``run_dir/last.pth.tar`` holds everything needed to continue exactly: weights, both optimisers, the
-    grad scaler, the step and every RNG. ``init_from`` starts a new run from another checkpoint's weights
-    (fine-tuning). ``max_steps_this_call`` stops early (the schedule still spans ``cfg.steps``).
-    """
-    from tqdm.auto import tqdm
-
-    run_dir = Path(run_dir)
-    last = run_dir / "last.pth.tar"
-    rank, world = _dist_setup()
-    device = _device(rank)
-
-    resume = load_checkpoint(last) if last.exists() else None
-    init = None
+# ----- the run: config, state, data, one step, log ---------------------------------------------------------
+def resolve_config(run_dir: Path, cfg, overrides, init_from):
+    """The run's recipe and the checkpoints it starts from: ``(cfg, resume, init)``. A resumed run keeps its
+    recipe (only RESUME_OVERRIDABLE fields may change); a fine-tuning run without a config keeps the
+    architecture and levels of the weights it starts from."""
+    last = Path(run_dir) / "last.pth.tar"
     overrides = dict(overrides or {})
-    if resume is not None:
-        # A resumed run keeps its recipe; only the schedule length and bookkeeping may be changed.
+    if last.exists():
+        resume = load_checkpoint(last)
         fixed = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming {run_dir}")
-        cfg = TrainConfig.from_dict({**resume["config"], **overrides})
-    else:
-        init = load_checkpoint(init_from) if init_from is not None else None
-        # Without a config, a fine-tuning run keeps the architecture (and levels) of the weights it starts from.
-        inherited = {k: v for k, v in init["config"].items() if k in ("N", "M", "lambdas")} if init else {}
-        base = asdict(cfg) if cfg is not None else {**asdict(TrainConfig()), **inherited}
-        cfg = TrainConfig.from_dict({**base, **overrides})
-        cfg.init_from = _portable(init_from) if init_from is not None else None
+        return TrainConfig.from_dict({**resume["config"], **overrides}), resume, None
+    init = load_checkpoint(init_from) if init_from is not None else None
+    arch_keys = ("arch", "N", "M", "lambdas")
+    inherited = {k: v for k, v in init["config"].items() if k in arch_keys} if init else {}
+    base = asdict(cfg) if cfg is not None else {**asdict(TrainConfig()), **inherited}
+    cfg = TrainConfig.from_dict({**base, **overrides})
+    cfg.init_from = portable_path(init_from) if init_from is not None else None
+    return cfg, None, init
 
+
+@dataclass
+class TrainState:
+    cfg: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    aux_optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    generator: torch.Generator
+    device: torch.device
+    step: int = 0
+
+    @property
+    def main_params(self):
+        return self.optimizer.param_groups[0]["params"]
+
+
+def build_state(cfg: TrainConfig, resume, init, rank: int, device) -> TrainState:
+    """Model, optimisers and RNGs, seeded, then loaded from the resumed run or the fine-tuning source."""
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-
     model = build_model(cfg).to(device)
     if resume is None and init is not None:
         try:
             model.load_state_dict(fine_tune_state(init["model"], model), strict=False)
         except RuntimeError as exc:
             raise CheckpointError(
-                f"{init_from} does not fit this run's architecture: {load_error_detail(exc)}"
+                f"{cfg.init_from} does not fit this run's architecture: {load_error_detail(exc)}"
             ) from None
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=cfg.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
-
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     use_cuda = device.type == "cuda"
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if use_cuda else "bf16")
-    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda)
-
-    step = 0
+    st = TrainState(cfg, model, torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr),
+                    torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda),
+                    {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision), g, device)  # fmt: skip
     if resume is not None:
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        aux_optimizer.load_state_dict(resume["aux_optimizer"])
-        scaler.load_state_dict(resume["scaler"])
-        step = resume["step"]
+        st.optimizer.load_state_dict(resume["optimizer"])
+        st.aux_optimizer.load_state_dict(resume["aux_optimizer"])
+        st.scaler.load_state_dict(resume["scaler"])
+        st.step = resume["step"]
         _set_rng_state(resume["rng"][min(rank, len(resume["rng"]) - 1)], g)
-        if rank == 0:  # rows logged after the checkpoint by a killed run are about to be logged again
-            for log_name in ("train_log.csv", "val_log.csv"):
-                _drop_log_rows_after(run_dir / log_name, step)
+    return st
 
-    data_root = Path(data_root) if data_root is not None else paths.data_dir()
+
+def build_data(cfg: TrainConfig, data_root: Path, manifest: Path, g: torch.Generator, progress: bool):
+    """The batch sampler (PlantVillage crops, plus photo crops when ``photo_share`` > 0) and validation images."""
     records = read_manifest(manifest)
     cache_tag = f"{manifest.stem}_{cfg.train_images or 'all'}"
-    train_arr = load_array(
-        split_paths(records, "train", data_root, cfg.train_images),
-        cache=paths.CACHE / f"train_{cache_tag}.npy",
-        progress=progress and rank == 0,
-    )
+    train_arr = load_array(split_paths(records, "train", data_root, cfg.train_images),
+                           cache=paths.CACHE / f"train_{cache_tag}.npy", progress=progress)  # fmt: skip
     val_arr = torch.from_numpy(
         load_array(split_paths(records, "val", data_root, cfg.val_images), progress=False)
     )
     n_photo = round(cfg.photo_share * cfg.batch_size)
     sampler = CropSampler(train_arr, cfg.crop, cfg.batch_size - n_photo, g)
     if n_photo:
-        from .data import photo_pyramid, photo_split
-
         photos = PhotoCropSampler(photo_pyramid(photo_split("train")), cfg.crop, n_photo, g)
         sampler = MixedSampler(sampler, photos)
+    return sampler, val_arr
 
-    net = _TrainStep(model)
+
+def train_step(st: TrainState, net: nn.Module, loss_fn: RateDistortionLoss, sampler) -> dict:
+    """One optimisation step on one batch (each image at its own random level); returns scalar statistics."""
+    cfg, device = st.cfg, st.device
+    for group in st.optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, st.step)
+    x = sampler().to(device, non_blocking=True)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    level = torch.randint(st.model.num_levels, (x.shape[0],), generator=st.generator).to(device)
+    with torch.autocast(device.type, dtype=st.amp_dtype or torch.float32, enabled=st.amp_dtype is not None):
+        out = net(x, level)
+    losses = loss_fn(out, x, st.model.lambdas[level])
+    st.optimizer.zero_grad(set_to_none=True)
+    st.aux_optimizer.zero_grad(set_to_none=True)
+    st.scaler.scale(losses["loss"] + out["aux"]).backward()
+    if cfg.clip_grad:
+        st.scaler.unscale_(st.optimizer)
+        nn.utils.clip_grad_norm_(st.main_params, cfg.clip_grad)
+    st.scaler.step(st.optimizer)
+    st.scaler.step(st.aux_optimizer)
+    st.scaler.update()
+    st.step += 1
+    return {"loss": losses["loss"].item(), "bpp": losses["bpp"].mean().item(),
+            "psnr": psnr_db(losses["mse"]).mean().item(), "aux": out["aux"].item()}  # fmt: skip
+
+
+class RunLog:
+    """Averages step statistics over ``log_every`` steps into train_log.csv (rank 0 only), with timing."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, end: int, enabled: bool):
+        self.path, self.cfg, self.end, self.enabled = Path(run_dir) / "train_log.csv", cfg, end, enabled
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums, self.n, self.t0 = {}, 0, time.time()
+
+    def add(self, step: int, stats: dict) -> dict | None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+        if step % self.cfg.log_every and step != self.end:
+            return None
+        row = {"step": step, "lr": learning_rate(self.cfg, step - 1), **{k: v / self.n for k, v in self.sums.items()},
+               "sec_per_step": (time.time() - self.t0) / self.n}  # fmt: skip
+        if self.enabled:
+            append_csv(self.path, row)
+        self._reset()
+        return row
+
+
+def save_state(st: TrainState, path: Path, world: int, rank: int) -> None:
+    """Everything needed to continue exactly: weights, both optimisers, the grad scaler, the step, every RNG."""
+    rngs = [None] * world
+    state = _rng_state(st.generator)
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if use_cuda else None)
-    loss_fn = RateDistortionLoss(cfg).to(device)
-    lambdas = model.lambdas
+        dist.all_gather_object(rngs, state)
+    else:
+        rngs = [state]
+    if rank == 0:
+        atomic_save({
+            "model": st.model.state_dict(), "optimizer": st.optimizer.state_dict(),
+            "aux_optimizer": st.aux_optimizer.state_dict(), "scaler": st.scaler.state_dict(),
+            "step": st.step, "rng": rngs, "config": asdict(st.cfg), "world_size": world,
+        }, path)  # fmt: skip
 
+
+def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None = None, data_root: Path | None = None,
+          manifest: Path = paths.MANIFEST, max_steps_this_call: int | None = None, init_from: Path | None = None,
+          progress: bool = True) -> Path:  # fmt: skip
+    """Train (or resume) the run in ``run_dir``; returns the path of its latest checkpoint.
+
+    ``overrides`` are TrainConfig fields set on top of ``cfg`` (on resume, only RESUME_OVERRIDABLE ones).
+    ``init_from`` starts a new run from another checkpoint's weights (fine-tuning). ``max_steps_this_call``
+    stops early (the schedule still spans ``cfg.steps``).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    rank, world = _dist_setup()
+    device = _device(rank)
+    cfg, resume, init = resolve_config(run_dir, cfg, overrides, init_from)
+    st = build_state(cfg, resume, init, rank, device)
+    if resume is not None and rank == 0:  # rows logged after the checkpoint by a killed run are logged again
+        for log_name in ("train_log.csv", "val_log.csv"):
+            drop_log_rows_after(run_dir / log_name, st.step)
+    root = Path(data_root) if data_root is not None else paths.data_dir()
+    sampler, val_arr = build_data(cfg, root, manifest, st.generator, progress and rank == 0)
+    net = _TrainStep(st.model)
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    loss_fn = RateDistortionLoss(cfg).to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
-
-    def save():
-        rngs = [None] * world
-        state = _rng_state(g)
-        if world > 1:
-            dist.all_gather_object(rngs, state)
-        else:
-            rngs = [state]
-        if rank == 0:
-            atomic_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "aux_optimizer": aux_optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "step": step, "rng": rngs, "config": asdict(cfg), "world_size": world,
-            }, last)  # fmt: skip
-
-    end = cfg.steps if max_steps_this_call is None else min(cfg.steps, step + max_steps_this_call)
-    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
-    t0 = time.time()
-    bar = tqdm(total=end, initial=step, desc="train", disable=not progress or rank != 0, mininterval=5)
+    end = cfg.steps if max_steps_this_call is None else min(cfg.steps, st.step + max_steps_this_call)
+    log = RunLog(run_dir, cfg, end, enabled=rank == 0)
+    bar = tqdm(total=end, initial=st.step, desc="train", disable=not progress or rank != 0, mininterval=5)
     net.train()
-    while step < end:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        x = sampler().to(device, non_blocking=True)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        level = torch.randint(model.num_levels, (x.shape[0],), generator=g).to(device)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out = net(x, level)
-        losses = loss_fn(out, x, lambdas[level])
-        optimizer.zero_grad(set_to_none=True)
-        aux_optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["loss"] + out["aux"]).backward()
-        if cfg.clip_grad:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(main_params, cfg.clip_grad)
-        scaler.step(optimizer)
-        scaler.step(aux_optimizer)
-        scaler.update()
-        step += 1
+    while st.step < end:
+        row = log.add(st.step + 1, train_step(st, net, loss_fn, sampler))
         bar.update(1)
-
-        acc["loss"] += losses["loss"].item()
-        acc["bpp"] += losses["bpp"].mean().item()
-        acc["psnr"] += (10 * torch.log10(1 / losses["mse"].clamp_min(1e-10))).mean().item()
-        acc["aux"] += out["aux"].item()
-        acc["n"] += 1
-        if rank == 0 and (step % cfg.log_every == 0 or step == end):
-            n = acc.pop("n")
-            row = {"step": step, "lr": learning_rate(cfg, step - 1),
-                   **{k: v / n for k, v in acc.items()}, "sec_per_step": (time.time() - t0) / n}  # fmt: skip
-            _append_csv(run_dir / "train_log.csv", row)
+        if row is not None:
             bar.set_postfix(loss=f"{row['loss']:.3f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}")
-            acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
-            t0 = time.time()
-        elif rank != 0 and step % cfg.log_every == 0:
-            acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "aux": 0.0, "n": 0}
-        if rank == 0 and (step % cfg.val_every == 0 or step == end):
-            for row in validate(model, val_arr, device):
-                _append_csv(run_dir / "val_log.csv", {"step": step, **row})
-        if step % cfg.checkpoint_every == 0 or step == end:
-            save()
+        if rank == 0 and (st.step % cfg.val_every == 0 or st.step == end):
+            for vrow in validate(st.model, val_arr, device):
+                append_csv(run_dir / "val_log.csv", {"step": st.step, **vrow})
+        if st.step % cfg.checkpoint_every == 0 or st.step == end:
+            save_state(st, run_dir / "last.pth.tar", world, rank)
     bar.close()
     if world > 1:
         dist.barrier()
-    return last
+    return run_dir / "last.pth.tar"
