@@ -16,3 +16,8 @@ class CodecError(LeafCodecError):
 
 class CheckpointError(LeafCodecError):
     """A checkpoint that is missing, unreadable or for another architecture."""
+
+
+class ResourceError(LeafCodecError):
+    """An image or file that needs more pixels or memory than the stated limit (``--max-pixels``,
+    ``--max-memory``), or an allocation that failed anyway."""
