@@ -82,6 +82,10 @@ class TrainConfig:
         return cls(**known)
 
 
+# A run of seconds that still uses every part of the engine (tests, and notebook 02 in the smoke profile).
+TINY_RECIPE = {"N": 8, "M": 8, "steps": 4, "batch_size": 2, "crop": 64, "train_images": 4, "val_images": 2,
+               "val_every": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1, "precision": "fp32"}  # fmt: skip
+
 RESUME_OVERRIDABLE = ("steps", "decay_start", "min_lr", "checkpoint_every", "log_every", "val_every")
 
 
@@ -500,3 +504,17 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None 
     if world > 1:
         dist.barrier()
     return run_dir / "last.pth.tar"
+
+
+def retrain(
+    run_dir: Path, out_root: Path, overrides: dict | None = None, data_root: Path | None = None
+) -> Path:
+    """Train every stage of ``run_dir`` again from scratch into ``out_root/<stage>``, in order, each stage
+    fine-tuned from the previous one's result; returns the last stage's checkpoint."""
+    previous = None
+    for stage in run_stages(run_dir):
+        stage_cfg = TrainConfig.from_dict(run_config(stage))
+        previous = train(
+            Path(out_root) / stage.name, stage_cfg, overrides, data_root=data_root, init_from=previous
+        )
+    return previous

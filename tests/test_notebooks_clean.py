@@ -32,15 +32,8 @@ def test_notebook_is_clean(path):
     )
 
 
-# Profiles differ only in helpers.notebooks.PROFILES; 02's smoke recipe still branches (issue 10, item 5: lead).
-BRANCHING = {"02_train"}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=pytest.mark.xfail(strict=True)) if p.stem in BRANCHING else p for p in NOTEBOOKS],
-    ids=[p.stem for p in NOTEBOOKS],
-)
+# Profiles differ only in helpers.notebooks.PROFILES.
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_does_not_branch_on_the_profile_name(path):
     nb = nbformat.read(path, as_version=4)
     code = [

@@ -13,8 +13,7 @@ from helpers.errors import CheckpointError
 
 DATA_DIR = os.environ.get("DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="needs DATA_DIR")
-TINY = {"N": 8, "M": 8, "steps": 4, "batch_size": 2, "crop": 64, "train_images": 4, "val_images": 2,
-        "val_every": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1, "precision": "fp32"}  # fmt: skip
+TINY = train.TINY_RECIPE
 
 
 def test_learning_rate_schedule():
@@ -115,6 +114,24 @@ def test_fine_tuned_run_records_its_stages(tmp_path):
     first = val_log[val_log.step == 2]
     assert first.level.tolist() == list(range(2, len(lambdas) + 2))
     assert val_log[val_log.step == 6].level.tolist() == list(range(1, len(lambdas) + 2))
+
+
+@needs_data
+def test_retrain_reruns_every_stage_in_order(tmp_path):
+    base = train.train(tmp_path / "base", None, TINY, data_root=DATA_DIR, progress=False)
+    train.train(
+        tmp_path / "tuned", None, {**TINY, "steps": 2}, data_root=DATA_DIR, init_from=base, progress=False
+    )
+    last = train.retrain(tmp_path / "tuned", tmp_path / "again", {"steps": 1}, data_root=DATA_DIR)
+    assert last == tmp_path / "again" / "tuned" / "last.pth.tar"
+    assert train.run_stages(tmp_path / "again" / "tuned") == [
+        tmp_path / "again" / "base",
+        tmp_path / "again" / "tuned",
+    ]
+    assert [train.load_checkpoint(p / "last.pth.tar")["step"] for p in train.run_stages(last.parent)] == [
+        1,
+        1,
+    ]
 
 
 @needs_data
