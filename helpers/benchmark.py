@@ -23,44 +23,38 @@ from PIL import Image
 from . import paths
 
 # One operating point per codec near 0.4-0.6 bpp on these leaves (JPEG cannot go lower; see 03_rd_curves).
-MID_SETTINGS = {"jpeg": 10, "jpeg2000": 50, "webp": 10, "avif": 25}
+MID_SETTINGS = {"jpeg": 10, "jpeg2000": 50, "webp": 10, "avif": 25, "avif_fast": 25}
+CODECS = ("ours", "jpeg", "jpeg2000", "webp", "avif", "avif_fast")
 LARGE_SIZE = (4000, 3000)  # width, height: a 12-megapixel phone photo
 
 
 def _codec(name: str, checkpoint=None):
+    """The codec ``name`` at its one benchmark setting (ours: the middle level of ``checkpoint``)."""
+    from dataclasses import replace
+
+    from .evaluate import learned_codec
+
     if name == "ours":
         from .codec import LeafCodec
 
-        c = LeafCodec(checkpoint)
-        return c.encode, c.decode, c.default_level
+        leaf = LeafCodec(checkpoint)
+        return learned_codec(leaf, levels=[leaf.default_level])
     from .baselines import classical_codecs
 
-    c = {c.name: c for c in classical_codecs()}[name]
-    return c.encode, c.decode, MID_SETTINGS[name]
+    return replace({c.name: c for c in classical_codecs()}[name], settings=(MID_SETTINGS[name],))
 
 
-def _time(fn, *args):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, 1000 * (time.perf_counter() - t0)
+def measure(name: str, images, checkpoint=None) -> dict:
+    """Median encode/decode ms over ``images`` (uint8 RGB arrays, one call each, timed by
+    ``evaluate.evaluate``), the mean bpp, and this process's peak resident memory before and after."""
+    from .evaluate import evaluate
 
-
-def measure(name: str, images, repeats: int = 1, checkpoint=None) -> dict:
-    """Median encode/decode ms over ``images`` (each coded ``repeats`` times) and the mean bpp."""
-    encode, decode, setting = _codec(name, checkpoint)
+    codec = _codec(name, checkpoint)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    enc, dec, bpps = [], [], []
-    for img in images:
-        for _ in range(repeats):
-            data, e = _time(encode, img, setting)
-            out, d = _time(decode, data)
-            assert out.shape == img.shape
-            enc.append(e)
-            dec.append(d)
-        bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+    rows = evaluate([codec], images, quality=False, progress=False)
     return {
-        "codec": name, "setting": setting, "encode_ms": statistics.median(enc),
-        "decode_ms": statistics.median(dec), "bpp": float(np.mean(bpps)),
+        "codec": name, "setting": codec.settings[0], "encode_ms": float(rows.encode_ms.median()),
+        "decode_ms": float(rows.decode_ms.median()), "bpp": float(rows.bpp.mean()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "baseline_rss_mb": base_rss,
     }  # fmt: skip
@@ -132,7 +126,7 @@ def run(n_small: int = 8, large: bool = True, checkpoint=None) -> dict:
 
     from .data import read_image, read_manifest, split_paths
 
-    names = ["ours", "jpeg", "jpeg2000", "webp", "avif"]
+    names = CODECS
     small = [read_image(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(),
                                                  limit=n_small)]  # fmt: skip
     res = {"small": pd.DataFrame([measure(n, small, checkpoint=checkpoint) for n in names])}

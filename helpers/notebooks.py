@@ -28,7 +28,7 @@ PROFILES = {
         "n_images": 6,  # images per evaluated split
         "n_test": 4,  # test-split images in the R-D study (evenly spread over classes)
         "n_holdout": 2,  # images of the held-out crop (Potato)
-        "n_upscaled": 1,  # test images enlarged to phone-photo scale (03_rd_curves 3.8)
+        "n_kodak": 1,  # Kodak photographs (03_rd_curves 3.8; 768x512, every codec)
         "setting_stride": 3,  # every k-th codec setting / quality level in the R-D study
         "n_augmentations": 8,
         "verify_manifest": False,  # re-scan the data and compare with the committed manifest
@@ -46,7 +46,7 @@ PROFILES = {
         "n_images": None,
         "n_test": 150,
         "n_holdout": 45,
-        "n_upscaled": 3,  # 1024x1024 images are slow to score; keeps make reproduce under 30 min
+        "n_kodak": 24,  # all of Kodak, so the published curves compare like with like
         "setting_stride": 1,
         "n_augmentations": 8,
         "verify_manifest": True,

@@ -95,8 +95,10 @@ CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
     "jpeg": ("tab:gray", "s", "JPEG"),
     "jpeg2000": ("tab:brown", "D", "JPEG 2000"),
     "webp": ("tab:blue", "^", "WebP"),
-    "avif": ("tab:purple", "v", "AVIF"),
+    "avif": ("tab:purple", "v", "AVIF (4:4:4, speed 4)"),
+    "avif_fast": ("plum", "<", "AVIF fast (4:2:0, speed 6)"),
 }
+PUBLISHED_STYLE = ("0.35", ("P", "X", "*", "h"))  # published curves: one grey, dashed, a marker each
 METRIC_LABEL = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)", "lpips": "LPIPS (lower is better)",
                 "edge_f1": "edge F1 (Sobel, 1 px tolerance)", "edge_corr": "Sobel magnitude correlation"}  # fmt: skip
 
@@ -137,8 +139,20 @@ def training_curves(train_log, val_log):
     return fig
 
 
-def rd_curves(summary, metrics=("psnr", "ms_ssim_db", "lpips"), rate_window=(0.05, 1.0), title=""):
-    """Mean R-D curve per codec (one point per setting) with +-1 std of the per-image quality as a band."""
+def _published(ax, published, metric: str) -> None:
+    """Published R-D points (``evaluate.published_kodak``): dashed grey lines, labelled as published."""
+    colour, markers = PUBLISHED_STYLE
+    for (codec, d), marker in zip(published.groupby("codec", sort=False), markers * 4):
+        d = d[np.isfinite(d[metric])].sort_values("bpp")
+        if len(d):
+            ax.plot(d.bpp, d[metric], ls="--", marker=marker, color=colour, mfc="none", ms=5, lw=1,
+                    label=f"{codec} (published)")  # fmt: skip
+
+
+def rd_curves(summary, metrics=("psnr", "ms_ssim_db", "lpips"), rate_window=(0.05, 1.0), title="",
+              published=None):  # fmt: skip
+    """Mean R-D curve per codec (one point per setting) with +-1 std of the per-image quality as a band;
+    ``published`` R-D points of other codecs (a DataFrame: codec, bpp, metrics) drawn dashed beside them."""
     metrics = [m for m in metrics if m in summary]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -149,6 +163,8 @@ def rd_curves(summary, metrics=("psnr", "ms_ssim_db", "lpips"), rate_window=(0.0
             if f"{metric}_std" in d:
                 ax.fill_between(d.bpp, d[metric] - d[f"{metric}_std"], d[metric] + d[f"{metric}_std"],
                                 color=colour, alpha=0.12, lw=0)  # fmt: skip
+        if published is not None and metric in published:
+            _published(ax, published, metric)
         ax.axvspan(*rate_window, color="k", alpha=0.04, lw=0)
         ax.set(xscale="log", xlabel="bits per pixel (real file size)", ylabel=METRIC_LABEL.get(metric, metric),
                xlim=(rate_window[0] * 0.6, rate_window[1] * 2.5))  # fmt: skip
@@ -169,7 +185,7 @@ def _codec_columns(examples) -> list[str]:
 def matched_panels(examples, view: str = "image", crop: int = 64, title: str = ""):
     """Original and every codec at a matched rate, whole image above and a zoomed ``crop`` x ``crop`` window
     below (its place marked by a box), bpp of the real file on each panel. ``examples``: dicts with
-    ``original`` (uint8 RGB), ``coded`` ({codec: study.Coded}), ``crop`` (top-left row, col) and ``title``.
+    ``original`` (uint8 RGB), ``coded`` ({codec: evaluate.Coded}), ``crop`` (top-left row, col) and ``title``.
     ``view="edges"`` shows Sobel gradient magnitudes instead (dark = strong edge, one scale per example: the
     original's 99th percentile), with the edge F1 against the original on each panel."""
     from matplotlib.patches import Rectangle
@@ -275,7 +291,7 @@ def lpips_pairs(matched, target: float, ours: str = "ours"):
 
 def bit_allocation_maps(images, bits, masks, labels, shares):
     """For each leaf: the photo (top) and where our codec spends its bits (bottom: bits per pixel over a grey
-    copy of the photo, the leaf mask's outline in cyan). ``shares``: ``study.bit_share`` of each leaf."""
+    copy of the photo, the leaf mask's outline in cyan). ``shares``: ``visual.bit_share`` of each leaf."""
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(3.3 * n, 6.6), squeeze=False)
     for j, (img, b, mask, label, share) in enumerate(zip(images, bits, masks, labels, shares)):

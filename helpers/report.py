@@ -6,8 +6,10 @@ import datetime as dt
 import os
 import platform
 import re
+from pathlib import Path
 
 from . import paths
+from .tables import markdown_table, relative_name
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -22,10 +24,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
+def _write_text(path, text: str) -> None:
+    from .fileio import atomic_write
+
+    atomic_write(path, text.encode(), force=True)
+
+
 def write_fragment(name: str, text: str, out_dir=paths.OUTPUTS / "report") -> None:
     """Save one notebook's part of the results section (``outputs/report/<name>.md``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.md").write_text(text.strip() + "\n")
+    _write_text(out_dir / f"{name}.md", text.strip() + "\n")
 
 
 def update_readme(readme=paths.ROOT / "README.md", fragments=paths.OUTPUTS / "report") -> None:
@@ -37,15 +45,15 @@ def update_readme(readme=paths.ROOT / "README.md", fragments=paths.OUTPUTS / "re
     body = "\n\n".join([stamp, *(p.read_text().strip() for p in sorted(fragments.glob("*.md")))])
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{body}\n{END}", text,
                   flags=re.S)  # fmt: skip
-    readme.write_text(text)
+    _write_text(readme, text)
 
 
 def figure_link(path, alt: str) -> str:
-    return f"![{alt}]({path.relative_to(paths.ROOT).as_posix()})"
+    return f"![{alt}]({relative_name(path)})"
 
 
 def _stage_recipe(cfg: dict, log) -> str:
-    from .train import training_hours
+    from .runs import training_hours
 
     start = f"fine-tuned from `{cfg['init_from']}`" if cfg.get("init_from") else "from scratch"
     lambdas = ", ".join(f"{lam:g}" for lam in cfg["lambdas"])
@@ -57,19 +65,19 @@ def _stage_recipe(cfg: dict, log) -> str:
     )
 
 
-def model_card(
-    bd_table, rd_points, run_dir=paths.SHIPPED_RUN, out=paths.CHECKPOINTS / "MODEL_CARD.md"
-) -> str:
-    """Write the shipped checkpoint's model card from its metadata, its training logs and the study's tables."""
+def model_card(bd_table, rd_points, kodak_bd=None, checkpoint=paths.SHIPPED_CHECKPOINT, run_dir=paths.SHIPPED_RUN,
+               out=paths.CHECKPOINTS / "MODEL_CARD.md") -> str:  # fmt: skip
+    """Write a checkpoint's model card from its metadata, the training logs of ``run_dir`` (the run that
+    produced it) and the study's tables: ``bd_table``/``rd_points`` of the test split, ``kodak_bd`` of Kodak."""
     from .codec import load_model
-    from .study import markdown_table
-    from .train import run_config, run_stages, stage_logs, training_hours
+    from .runs import run_config, run_stages, stage_logs, training_hours
 
-    _, meta = load_model()
+    checkpoint = Path(checkpoint)
+    _, meta = load_model(checkpoint)
     train_log, _ = stage_logs(run_dir)
     stages = []
     for stage in run_stages(run_dir):
-        stages.append(f"  - `{stage.relative_to(paths.ROOT).as_posix()}`: "
+        stages.append(f"  - `{relative_name(stage)}`: "
                       + _stage_recipe(run_config(stage), train_log[train_log.stage == stage.name]))  # fmt: skip
     cfg = run_config(run_dir)
     lambdas = ", ".join(f"{lam:g}" for lam in meta["config"]["lambdas"])
@@ -80,8 +88,8 @@ def model_card(
 - **What**: mean-scale Gaussian hyperprior autoencoder with per-level gain vectors (N={meta["config"]["N"]},
   M={meta["config"]["M"]}), {len(meta["config"]["lambdas"])} quality levels in one checkpoint; CompressAI entropy
   models and rANS coder; `.leaf` files (see `helpers/codec.py`).
-- **Weights**: `{paths.SHIPPED_CHECKPOINT.name}`, sha256 `{meta["weights_sha256"]}`
-  ({paths.SHIPPED_CHECKPOINT.stat().st_size / 2**20:.1f} MiB).
+- **Weights**: `{checkpoint.name}`, sha256 `{meta["weights_sha256"]}`
+  ({checkpoint.stat().st_size / 2**20:.1f} MiB).
 - **Data**: PlantVillage training split (`data/split_manifest.csv`, Potato classes held out).
 - **Objective**: per image at level k, R + lambda_k * 255^2 * MSE (alpha={cfg["alpha"]}, beta={cfg["beta"]});
   lambdas {lambdas}.
@@ -93,8 +101,14 @@ def model_card(
 ## Results on the test split (real file sizes, from notebook 03)
 
 {markdown_table(ours.rename(columns={"setting": "level"}), ".4f")}
-BD-rate of this model against the classical codecs inside 0.05-1 bpp (negative = fewer bits):
+BD-rate of this model against the classical codecs inside 0.05-1 bpp (negative = fewer bits; `avif` is
+libaom 4:4:4 at speed 4, `avif_fast` 4:2:0 at speed 6):
 
 {markdown_table(bd_table[bd_table.codec == "ours"].drop(columns="codec"))}"""
-    out.write_text(text)
+    if kodak_bd is not None:
+        text += f"""
+On Kodak (24 photographs, never used in training), inside 0.05-1 bpp:
+
+{markdown_table(kodak_bd[kodak_bd.codec == "ours"].drop(columns="codec"))}"""
+    _write_text(out, text)
     return text

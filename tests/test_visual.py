@@ -9,7 +9,7 @@ import torch
 from codec_samples import leaves, synthetic_leaf
 from PIL import Image, ImageFilter
 
-from helpers import study
+from helpers import evaluate, visual
 from helpers.baselines import Codec
 from helpers.codec import LeafCodec, parse
 from helpers.metrics import edge_fidelity, sobel_magnitude
@@ -53,40 +53,39 @@ def test_sobel_magnitude_of_a_step():
 
 
 # ----- matched rates ------------------------------------------------------------------------------------------
-def _sized_codec(sizes: dict, decodes: list) -> Codec:
+def _sized_codec(sizes: dict) -> Codec:
     """A fake codec whose file at setting s has ``sizes[s]`` bytes and decodes to a grey image."""
-
-    def decode(data: bytes) -> np.ndarray:
-        decodes.append(len(data))
-        return np.full((16, 16, 3), 128, np.uint8)
-
-    return Codec("fake", tuple(sizes), "quality", lambda img, s: bytes(sizes[s]), decode)
+    return Codec(
+        "fake", tuple(sizes), lambda img, s: bytes(sizes[s]), lambda data: np.full((16, 16, 3), 128, np.uint8)
+    )
 
 
-def test_match_bitrate_picks_the_nearest_rate_and_decodes_only_that_file():
+def test_match_bitrate_picks_the_nearest_rate_of_each_codec():
     img = np.zeros((16, 16, 3), np.uint8)  # 256 pixels: bpp = bytes / 32
-    decodes = []
-    codec = _sized_codec({"a": 8, "b": 16, "c": 40, "d": 64}, decodes)  # 0.25, 0.5, 1.25, 2 bpp
-    got = study.match_bitrate(img, [codec], 1.0)
+    codec = _sized_codec({"a": 8, "b": 16, "c": 40, "d": 64})  # 0.25, 0.5, 1.25, 2 bpp
+    other = Codec("other", (1,), lambda img, s: bytes(32), codec.decode)  # 1 bpp
+    ((_, _, coded),) = evaluate.coded_images([codec, other], [img], progress=False)
+    got = visual.match_bitrate(coded, 1.0)
+    assert list(got) == ["fake", "other"]
     assert got["fake"].setting == "c" and got["fake"].bpp == 1.25 and len(got["fake"].data) == 40
-    assert decodes == [40]
-    assert study.match_bitrate(img, [codec], 0.3)["fake"].setting == "a"
+    assert visual.match_bitrate(coded, 0.3)["fake"].setting == "a"
     # Out of reach within the tolerance: left out rather than compared at another rate.
-    assert study.match_bitrate(img, [codec], 0.1, tolerance=0.3) == {}
-    assert study.match_bitrate(img, [codec], 0.3, tolerance=0.3)["fake"].setting == "a"
+    assert visual.match_bitrate(coded, 0.1, tolerance=0.3) == {}
+    assert visual.match_bitrate(coded, 0.3, tolerance=0.3)["fake"].setting == "a"
+    assert list(visual.match_bitrate(coded, 2.2, tolerance=0.3)) == ["fake"]
 
 
 def test_nearest_rate_is_measured_on_a_log_scale():
-    assert study.nearest_rate([0.1, 0.35], 0.2) == 1  # x1.75 is nearer than /2
-    assert study.nearest_rate([0.1, 0.4], 0.2) == 0  # /2 and x2 tie: the lower rate
+    assert visual.nearest_rate([0.1, 0.35], 0.2) == 1  # x1.75 is nearer than /2
+    assert visual.nearest_rate([0.1, 0.4], 0.2) == 0  # /2 and x2 tie: the lower rate
 
 
 def test_visual_sweep_rows_and_error_histogram(tmp_path):
     img = synthetic_leaf(3, size=32)
     path = tmp_path / "leaf.png"
     Image.fromarray(img).save(path)
-    codecs = [study.learned_codec(_FakeLeaf()), *_quantisers()]
-    out = study.visual_sweep([path], codecs, targets=(1.0,), tolerance=None, lpips=False, progress=False)
+    codecs = [evaluate.learned_codec(_FakeLeaf()), *_quantisers()]
+    out = visual.visual_sweep([path], codecs, targets=(1.0,), tolerance=None, lpips=False, progress=False)
     assert len(out["per_setting"]) == sum(len(c.settings) for c in codecs)
     m = out["matched"]
     assert list(m.codec) == [c.name for c in codecs] and (m.target_bpp == 1.0).all()
@@ -107,7 +106,7 @@ class _FakeLeaf:
 
 
 def _quantisers():
-    return [Codec(f"q{k}", (1, 2), "step", lambda img, s, k=k: bytes(img.size * s // (4 * k)),
+    return [Codec(f"q{k}", (1, 2), lambda img, s, k=k: bytes(img.size * s // (4 * k)),
                   lambda data: np.zeros((32, 32, 3), np.uint8)) for k in (1, 2)]  # fmt: skip
 
 
@@ -115,7 +114,7 @@ def _quantisers():
 def test_leaf_mask_finds_the_synthetic_leaf():
     img = synthetic_leaf(4)
     grey = np.all(img.astype(int) - img.mean(-1, keepdims=True) < 12, -1)  # the background is grey
-    mask = study.leaf_mask(img)
+    mask = visual.leaf_mask(img)
     truth = ~grey
     iou = (mask & truth).sum() / (mask | truth).sum()
     assert iou > 0.85, iou
@@ -126,7 +125,7 @@ def test_pick_crop_lands_on_the_texture_inside_the_leaf():
     img = np.full((128, 128, 3), (130, 130, 125), np.uint8)  # grey background
     img[16:112, 16:112] = (50, 120, 40)  # a square 'leaf' whose outline is a strong edge
     img[60:84, 40:64] += rng.integers(0, 40, (24, 24, 3), dtype=np.uint8)  # a textured 'lesion'
-    r, c = study.pick_crop(img, 32, study.leaf_mask(img))
+    r, c = visual.pick_crop(img, 32, visual.leaf_mask(img))
     assert r <= 60 and r + 32 >= 84 and c <= 40 and c + 32 >= 64, (r, c)
 
 
@@ -151,7 +150,7 @@ def test_bits_map_adds_up_to_the_real_file(codec):
     y_only = codec.model.bits_map(x, level - 1, include_z=False)
     assert abs(float(y_only.sum()) - 8 * header.y_len) < 0.03 * 8 * header.y_len
     # Per pixel, the same bits: 256x256 needs no padding.
-    per_pixel = study.bit_allocation(codec, img, level)
+    per_pixel = visual.bit_allocation(codec, img, level)
     assert per_pixel.shape == img.shape[:2] and np.isclose(per_pixel.sum(), float(bits.sum()))
 
 
@@ -160,5 +159,5 @@ def test_bit_share():
     bits[:2] = 3
     mask = np.zeros((4, 4), bool)
     mask[:2] = True
-    share = study.bit_share(bits, mask)
+    share = visual.bit_share(bits, mask)
     assert share == {"leaf_area": 0.5, "leaf_bits": 0.75, "bpp_leaf": 3.0, "bpp_background": 1.0}

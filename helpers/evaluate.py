@@ -1,0 +1,236 @@
+"""The R-D evaluation: one loop that codes images with every codec, its per-image table, R-D summaries and
+Bjontegaard tables. Notebook 03 (R-D curves), notebook 04 (matched rates) and ``helpers.benchmark`` all code
+through ``coded_images``, so every codec is run, timed and checked the same way.
+
+* Every codec is a ``baselines.Codec``: ``encode(uint8 RGB, setting) -> bytes`` of a whole file and
+  ``decode(bytes) -> uint8 RGB``. Ours enters through ``learned_codec``, which hands over ``LeafCodec.encode``
+  and ``LeafCodec.decode`` themselves: the methods ``python -m helpers compress/decompress`` call, so the bytes
+  measured are those of the ``.leaf`` file the command line writes (tests/test_evaluate.py checks that).
+* ``encode_ms``/``decode_ms`` are wall-clock times of one call each, for every codec alike. The loop runs on one
+  torch thread: our codec codes on one thread anyway (bit-exact files), the classical codecs are single-threaded,
+  and on this busy two-core machine LPIPS and MS-SSIM were 2-6x faster on one thread than on two.
+* bpp = 8 x bytes / pixels of the whole file; quality columns: PSNR, MS-SSIM, MS-SSIM in dB and LPIPS, the same
+  for every codec (``metrics.compare_images``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+from .baselines import Codec
+from .errors import CodecError, DataError
+from .metrics import bd_rate, bpp, compare_images
+from .tables import relative_name, write_csv
+
+CSV_COLUMNS = ("image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "lpips",
+               "encode_ms", "decode_ms", "height", "width")  # fmt: skip
+QUALITY_COLUMNS = ("psnr", "ms_ssim", "ms_ssim_db", "lpips")
+RATE_WINDOW = (0.05, 1.0)  # conclusions are restricted to this range (bpp)
+QUALITY_METRICS = {"psnr": True, "ms_ssim_db": True, "lpips": False}  # metric -> higher is better
+# Anchors of the BD tables, the headline first: AVIF 4:4:4 at speed 4 (baselines.AVIF_VARIANTS).
+ANCHORS = ("avif", "avif_fast", "jpeg2000", "webp", "jpeg")
+
+
+def learned_codec(leaf, levels=None) -> Codec:
+    """Our codec (a ``helpers.codec.LeafCodec``, any checkpoint) as a ``Codec``: settings = quality levels."""
+    return Codec("ours", tuple(leaf.levels if levels is None else levels), leaf.encode, leaf.decode)
+
+
+class Coded(NamedTuple):
+    """One image coded by one codec at one setting: the whole file, its decoding, rate and times of the calls."""
+
+    codec: str
+    setting: object
+    data: bytes
+    decoded: np.ndarray
+    bpp: float
+    encode_ms: float
+    decode_ms: float
+
+
+def code(codec: Codec, img: np.ndarray, setting) -> Coded:
+    """Encode ``img`` at ``setting`` and decode the bytes, each call timed; the decoding must match ``img``."""
+    t0 = time.perf_counter()
+    data = codec.encode(img, setting)
+    t1 = time.perf_counter()
+    out = codec.decode(data)
+    t2 = time.perf_counter()
+    if not isinstance(out, np.ndarray) or out.shape != img.shape or out.dtype != np.uint8:
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise CodecError(f"{codec.name} at setting {setting} decoded to {got}, not uint8 {img.shape}")
+    h, w = img.shape[:2]
+    return Coded(codec.name, setting, data, out, bpp(len(data), h, w), 1000 * (t1 - t0), 1000 * (t2 - t1))
+
+
+def _load(item, index: int, data_root) -> tuple[str, np.ndarray]:
+    """An image given as a path (named relative to ``data_root``; read as the command line reads it) or as a
+    uint8 RGB array (named by position)."""
+    if isinstance(item, np.ndarray):
+        return f"image{index}", item
+    from .imageio import read_image
+
+    return relative_name(item, data_root), read_image(item)
+
+
+def coded_images(codecs: Sequence[Codec], images, data_root=None, one_thread: bool = True,
+                 progress: bool = True, desc: str = "evaluate") -> Iterator[tuple[str, np.ndarray, list[Coded]]]:  # fmt: skip
+    """For each image (path or array): ``(name, image, [Coded for every codec and setting, in order])``."""
+    import contextlib
+
+    from tqdm.auto import tqdm
+
+    from .model import single_thread
+
+    total = len(images) * sum(len(c.settings) for c in codecs)
+    threads = single_thread() if one_thread else contextlib.nullcontext()
+    with threads, tqdm(total=total, desc=desc, disable=not progress, mininterval=2) as bar:
+        for i, item in enumerate(images):
+            name, img = _load(item, i, data_root)
+            coded = []
+            for codec in codecs:
+                for setting in codec.settings:
+                    coded.append(code(codec, img, setting))
+                    bar.update()
+            yield name, img, coded
+
+
+def measure(name: str, img: np.ndarray, c: Coded, lpips: bool = True, quality: bool = True) -> dict:
+    """One row of ``CSV_COLUMNS``; without ``quality`` (speed runs) the quality columns are NaN."""
+    scores = (
+        compare_images(img, c.decoded, lpips=lpips) if quality else dict.fromkeys(QUALITY_COLUMNS, np.nan)
+    )
+    h, w = img.shape[:2]
+    return {"image": name, "codec": c.codec, "setting": c.setting, "bytes": len(c.data), "bpp": c.bpp,
+            **{k: scores[k] for k in QUALITY_COLUMNS}, "encode_ms": c.encode_ms, "decode_ms": c.decode_ms,
+            "height": h, "width": w}  # fmt: skip
+
+
+def evaluate(codecs: Sequence[Codec], images, out_csv: str | Path | None = None, *, lpips: bool = True,
+             quality: bool = True, data_root=None, one_thread: bool = True, progress: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Code every image with every codec at every setting: one row per (image, codec, setting), columns
+    ``CSV_COLUMNS``, also written to ``out_csv``. Images are paths (named relative to ``data_root``) or
+    arrays; ``lpips=False`` leaves LPIPS NaN, ``quality=False`` every quality column (timings only)."""
+    rows = [measure(name, img, c, lpips, quality)
+            for name, img, coded in coded_images(codecs, images, data_root, one_thread, progress)
+            for c in coded]  # fmt: skip
+    df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    if out_csv is not None:
+        write_csv(df, out_csv)
+    return df
+
+
+# ----- R-D summaries and Bjontegaard tables ------------------------------------------------------------------
+def mean_by_setting(per_image: pd.DataFrame, metrics, by=("codec", "setting"), std=None) -> pd.DataFrame:
+    """Mean bpp and ``metrics`` per group, population std (``<m>_std``) of ``std`` (default: ``metrics``), and
+    ``images`` (rows per group). Groups keep the order they first appear in."""
+    std = list(metrics if std is None else std)
+    g = per_image.groupby(list(by), sort=False)
+    out = g[["bpp", *metrics]].mean()
+    for m in std:
+        out[f"{m}_std"] = g[m].std(ddof=0)
+    out["images"] = g.size()
+    return out.reset_index()
+
+
+def summarise(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One R-D point per codec and setting: means of rate and quality, and their spread over the images."""
+    out = mean_by_setting(per_image, QUALITY_COLUMNS, std=("bpp", "psnr", "ms_ssim_db", "lpips"))
+    return out.sort_values(["codec", "bpp"]).reset_index(drop=True)
+
+
+def bd_table(summary: pd.DataFrame, anchors=ANCHORS, tests=None, rate_window=RATE_WINDOW) -> pd.DataFrame:
+    """BD-rate (%) of every codec (or ``tests``) against each anchor present, per quality metric, inside
+    ``rate_window``. NaN where the curves do not overlap in the window (no Bjontegaard delta exists there)."""
+    codecs = list(dict.fromkeys(summary["codec"]))
+    rows = []
+    for anchor in (a for a in anchors if a in codecs):
+        a = summary[summary.codec == anchor]
+        for test in (t for t in tests or codecs if t != anchor):
+            t = summary[summary.codec == test]
+            row = {"codec": test, "anchor": anchor}
+            for metric, higher in QUALITY_METRICS.items():
+                if metric not in summary:
+                    continue
+                try:
+                    row[f"bd_rate_{metric}"] = bd_rate(a.bpp, a[metric], t.bpp, t[metric],
+                                                       rate_range=rate_window, higher_is_better=higher)  # fmt: skip
+                except ValueError:
+                    row[f"bd_rate_{metric}"] = np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def crossings(summary: pd.DataFrame, ours: str = "ours", metric: str = "psnr",
+              rate_window=RATE_WINDOW) -> pd.DataFrame:  # fmt: skip
+    """Where our mean curve crosses each other codec's inside the window (log-rate interpolation).
+
+    ``ours_better_above`` says on which side of the crossing we lead; no row means no crossing there.
+    """
+    higher = QUALITY_METRICS.get(metric, True)
+    grid = np.geomspace(*rate_window, 400)
+    o = summary[summary.codec == ours].sort_values("bpp")
+    rows = []
+    for codec, d in summary[summary.codec != ours].groupby("codec", sort=False):
+        d = d.sort_values("bpp")
+        lo, hi = max(o.bpp.min(), d.bpp.min(), grid[0]), min(o.bpp.max(), d.bpp.max(), grid[-1])
+        g = grid[(grid >= lo) & (grid <= hi)]
+        if len(g) < 2:
+            continue
+        diff = np.interp(np.log(g), np.log(o.bpp), o[metric]) - np.interp(np.log(g), np.log(d.bpp), d[metric])
+        diff = diff if higher else -diff
+        if not np.isfinite(diff).all():
+            continue  # a curve with missing values has no well-defined crossing
+        for i in np.nonzero(np.sign(diff[:-1]) * np.sign(diff[1:]) < 0)[0]:
+            rows.append({"codec": codec, "metric": metric, "bpp": float(g[i + 1]),
+                         "ours_better_above": bool(diff[i + 1] > 0)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["codec", "metric", "bpp", "ours_better_above"])
+
+
+def value_at_rate(summary: pd.DataFrame, metric: str, bpp_value: float) -> pd.Series:
+    """Each codec's ``metric`` at ``bpp_value``, interpolated linearly in log-rate between its mean R-D points;
+    NaN where its curve does not reach that rate."""
+    out = {}
+    for codec, d in summary.groupby("codec", sort=False):
+        d = d.sort_values("bpp")
+        inside = d.bpp.min() <= bpp_value <= d.bpp.max()
+        out[codec] = float(np.interp(np.log(bpp_value), np.log(d.bpp), d[metric])) if inside else np.nan
+    return pd.Series(out, name=metric)
+
+
+# ----- Kodak: the second test set, and published results of learned codecs on it ---------------------------
+PUBLISHED_KODAK = paths.DATA / "published" / "kodak_compressai.json"
+
+
+def kodak_paths(limit: int | None = None, root: Path | None = None) -> list[Path]:
+    """The Kodak test images (``kodim01.png`` ...), first ``limit`` of them, from ``root`` (default
+    ``paths.photos_dir() / "kodak"``, i.e. ``$PHOTOS_DIR/kodak``). Test only: never used in training."""
+    root = Path(root) if root is not None else paths.photos_dir() / "kodak"
+    found = sorted(root.glob("kodim*.png")) if root.is_dir() else []
+    if not found:
+        raise DataError(
+            f"no Kodak images (kodim*.png) in {root}: set PHOTOS_DIR to the folder holding kodak/"
+        )
+    return found[:limit]
+
+
+def published_kodak(path: Path = PUBLISHED_KODAK) -> pd.DataFrame:
+    """Published Kodak R-D points of learned codecs (one row per point: ``codec``, ``bpp``, ``psnr`` on RGB,
+    ``ms_ssim`` and ``ms_ssim_db`` where published), copied with their source into ``path``."""
+    import json
+
+    from .metrics import ms_ssim_db
+
+    rows = []
+    for name, entry in json.loads(Path(path).read_text())["codecs"].items():
+        ms = entry.get("ms_ssim", [np.nan] * len(entry["bpp"]))
+        for b, p, m in zip(entry["bpp"], entry["psnr"], ms, strict=True):
+            rows.append({"codec": name, "bpp": b, "psnr": p, "ms_ssim": m,
+                         "ms_ssim_db": ms_ssim_db(m) if np.isfinite(m) else np.nan})  # fmt: skip
+    return pd.DataFrame(rows)
