@@ -29,7 +29,7 @@ from .train import TrainConfig, build_model, load_checkpoint, train
 RUNS = paths.OUTPUTS / "runs" / "bakeoff"
 # Ten levels from ~0.03 bpp up to archival quality (lambda on 255^2 * MSE, CompressAI's convention).
 V2_LAMBDAS = (0.00015, 0.0004, 0.001, 0.0025, 0.006, 0.015, 0.035, 0.08, 0.18, 0.4)
-RECIPE = dict(lambdas=V2_LAMBDAS, steps=2000, batch_size=8, crop=128, photo_share=0.5, lr=1e-3,
+RECIPE = dict(lambdas=V2_LAMBDAS, steps=1000, batch_size=8, crop=128, photo_share=0.5, lr=1e-3,
               decay_start=0.6, warmup_steps=200, checkpoint_every=250, log_every=50, val_every=1000)  # fmt: skip
 BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
 CONTAINER_OVERHEAD = 40  # bytes of a .leaf file besides its streams' bytes and their 4-byte lengths
