@@ -18,7 +18,7 @@ from . import paths
 from .errors import LeafCodecError
 
 NOTEBOOKS = paths.ROOT / "notebooks"
-ORDER = ("01_preprocess", "02_train", "03_rd_curves", "04_visualise", "05_export")
+ORDER = ("01_preprocess", "02_train", "03_rd_curves", "04_visualise", "05_export", "06_task_fidelity")
 
 # smoke: seconds per notebook, a check that the pipeline runs end to end; full: the study's numbers.
 # ``None`` means "all". Notebooks add the keys they need to both profiles.
@@ -40,6 +40,10 @@ PROFILES = {
         "tables": SMOKE_OUT / "tables",
         "results": SMOKE_OUT / "results",
         "export": SMOKE_OUT / "export",  # TorchScript / ONNX files (05_export)
+        "n_diagnosis": 3,  # 06_task_fidelity: test images coded by every codec, balanced over classes
+        "n_original_test": 15,  # 06: original test images for the classifier's accuracy and confusion matrix
+        "n_train_decoded": 3,  # 06: training images decoded once per codec to train a head on (balanced)
+        "workers": 1,  # 06: processes coding the images (each on one thread)
         "update_readme": False,
     },
     "full": {
@@ -58,6 +62,10 @@ PROFILES = {
         "tables": paths.TABLES,
         "results": paths.RESULTS,
         "export": paths.OUTPUTS / "export",
+        "n_diagnosis": 105,  # 7 per class: ~4 min on both cores of an idle 2-core machine
+        "n_original_test": None,
+        "n_train_decoded": 150,  # 10 per class
+        "workers": 2,
         "update_readme": True,
     },
 }

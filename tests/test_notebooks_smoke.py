@@ -18,6 +18,9 @@ EXPECTED = {  # files each notebook must (re)write in the smoke profile
     "04_visualise": [SMOKE["figures"] / "visual_matched.png", SMOKE["tables"] / "edge_fidelity.csv",
                      SMOKE["figures"] / "bit_allocation.png"],
     "05_export": [SMOKE["tables"] / "export_parity.csv"],
+    "06_task_fidelity": [SMOKE["figures"] / "diagnosis_accuracy.png", SMOKE["figures"] / "diagnosis_confusion.png",
+                         SMOKE["tables"] / "bits_for_diagnosis.csv", SMOKE["tables"] / "diagnosis_train_on_decoded.csv",
+                         SMOKE["results"] / "diagnosis_per_image.csv"],
 }  # fmt: skip
 
 

@@ -1,0 +1,503 @@
+"""Diagnosis after compression (issue 12, notebook 06): does a disease classifier still name the disease on a
+decoded leaf, and how many bits does it need?
+
+The classifier is small and trained on this CPU in minutes: the ImageNet AlexNet convolutions that LPIPS
+already loads offline (``metrics.lpips_network``, no download), frozen, and a linear layer over the 15
+PlantVillage classes. Its features are the relu5 map average-pooled to 3x3 and max-pooled to 1x1, and the
+spatial means of relu4 and relu3 (3,200 numbers per image, any image size); they are standardised with the
+training split's mean and spread. Only the head is trained (AdamW, cross-entropy), on features computed once
+and cached, so training costs one pass of AlexNet over the training split plus seconds.
+
+Potato: the codec never sees the Potato classes in training (``data.HOLDOUT``), but a diagnosis model must
+know them, so the classifier is trained on all 15 classes. ``classifier_split`` keeps the codec's
+train/val/test for every other class and splits the held-out crop by the same grouped hash (a leaf's photos
+stay in one split), so the classifier's test split is the codec's test split plus the Potato leaves that hash
+to "test", and results can be read per part (``part``: "pepper+tomato" or "potato").
+
+    nice -n 19 python -m helpers.diagnose train    # features (resumable, cached) -> head -> checkpoint + card
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import data, paths
+from .errors import LeafCodecError
+
+CLASSIFIER = paths.CHECKPOINTS / "disease_classifier.pt"
+CLASSIFIER_CARD = paths.CHECKPOINTS / "DISEASE_CLASSIFIER.md"
+FEATURE_CACHE = paths.CACHE / "diagnose"
+FEATURES = "alexnet-lpips relu5 avg3x3+max, relu4 mean, relu3 mean"  # recorded in the checkpoint
+N_FEATURES = 256 * 9 + 256 + 256 + 384
+RECIPE = {"steps": 2400, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-2, "seed": 0}  # ~64 epochs
+FINE_TUNE = {**RECIPE, "steps": 300}  # notebook 06: the shipped head adapted to a few hundred decoded leaves
+SEEN, UNSEEN = "pepper+tomato", "potato"  # the ``part``s: crops the codec trained on, and its held-out crop
+
+
+# ----- data ----------------------------------------------------------------------------------------------------
+def classifier_split(r: data.Record) -> str:
+    """The codec's split, except the held-out crop, which is split by the same grouped hash (see module doc)."""
+    if r.split != data.HOLDOUT:
+        return r.split
+    return data.assign_split(f"{r.cls}/{r.group}", cls="")  # the manifest's key; cls="": no class hold-out
+
+
+def part(r: data.Record) -> str:
+    return UNSEEN if r.split == data.HOLDOUT else SEEN
+
+
+def split_records(records: Sequence[data.Record], split: str, limit: int | None = None) -> list[data.Record]:
+    """The classifier's ``split`` in manifest order; ``limit`` keeps that many, balanced over the classes
+    (``ceil(limit / classes)`` per class, evenly spread within each, then dealt out class by class)."""
+    chosen = [r for r in records if classifier_split(r) == split]
+    if limit is None or limit >= len(chosen):
+        return chosen
+    by_class = {}
+    for r in chosen:
+        by_class.setdefault(r.cls, []).append(r)
+    k = -(-limit // len(by_class))
+    picks = []
+    for mine in by_class.values():
+        idx = np.unique(np.linspace(0, len(mine) - 1, min(k, len(mine))).round().astype(int))
+        picks.append([mine[i] for i in idx])
+    dealt = [p[rank] for rank in range(k) for p in picks if rank < len(p)]
+    return dealt[:limit]
+
+
+# ----- features and head ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def features(images: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
+    """(N, N_FEATURES) float32 for uint8 RGB images; images of one batch must share a size."""
+    from .metrics import lpips_network
+
+    net = lpips_network()
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.stack(images[i : i + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        h = net.net(net.scaling_layer(x))  # LPIPS's own input scaling, then AlexNet's relu1..relu5
+        pooled = [F.adaptive_avg_pool2d(h.relu5, 3).flatten(1), h.relu5.amax((2, 3)), h.relu4.mean((2, 3)),
+                  h.relu3.mean((2, 3))]  # fmt: skip
+        out.append(torch.cat(pooled, 1).numpy())
+    return np.concatenate(out) if out else np.empty((0, N_FEATURES), np.float32)
+
+
+class Head(torch.nn.Module):
+    """Standardisation (training-split statistics) and one linear layer: features -> class logits."""
+
+    def __init__(self, n_classes: int, n_features: int = N_FEATURES):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.linear = torch.nn.Linear(n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear((x - self.mean) / self.std)
+
+
+def fit_head(
+    x: np.ndarray, y: np.ndarray, n_classes: int, recipe: dict = RECIPE, init: Head | None = None
+) -> Head:
+    """Train a ``Head`` on features ``x`` and labels ``y`` for ``recipe["steps"]`` mini-batches (deterministic
+    for a given seed). ``init``: start from that head's weights and keep its standardisation (fine-tuning)."""
+    torch.manual_seed(recipe["seed"])
+    head = Head(n_classes, x.shape[1])
+    xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y, np.int64))
+    if init is not None:
+        head.load_state_dict(init.state_dict())
+    else:
+        head.mean.copy_(xt.mean(0))
+        head.std.copy_(xt.std(0) + 1e-3)  # a dead unit (always 0) must not divide by zero
+    opt = torch.optim.AdamW(head.linear.parameters(), recipe["lr"], weight_decay=recipe["weight_decay"])
+    batches = iter(())
+    for _ in range(recipe["steps"]):
+        idx = next(batches, None)
+        if idx is None:  # a new epoch: a fresh permutation
+            batches = iter(torch.randperm(len(xt)).split(recipe["batch_size"]))
+            idx = next(batches)
+        loss = F.cross_entropy(head(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def predict(head: Head, x: np.ndarray) -> np.ndarray:
+    """Class indices for features ``x``."""
+    return head(torch.from_numpy(np.asarray(x, np.float32))).argmax(1).numpy()
+
+
+class Classifier:
+    """The shipped classifier: ``predict(images)`` or ``predict_features(features)`` -> class indices."""
+
+    def __init__(self, head: Head, classes: Sequence[str], meta: dict | None = None):
+        self.head, self.classes, self.meta = head.eval(), list(classes), dict(meta or {})
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        return predict(self.head, x)
+
+    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.predict_features(features(images))
+
+    def save(self, path: Path = CLASSIFIER) -> Path:
+        from .fileio import atomic_write
+
+        state = {
+            "classes": self.classes,
+            "features": FEATURES,
+            "head": self.head.state_dict(),
+            "meta": self.meta,
+        }
+        return atomic_write(path, lambda f: torch.save(state, f), force=True)
+
+    @classmethod
+    def load(cls, path: Path = CLASSIFIER) -> Classifier:
+        if not Path(path).is_file():
+            raise LeafCodecError(f"no classifier at {path} (train one: python -m helpers.diagnose train)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("features") != FEATURES:
+            raise LeafCodecError(f"{path} was trained on other features ({state.get('features')!r})")
+        head = Head(len(state["classes"]))
+        head.load_state_dict(state["head"])
+        return cls(head, state["classes"], state["meta"])
+
+
+# ----- scores --------------------------------------------------------------------------------------------------
+def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return m
+
+
+def scores(y_true, y_pred, n_classes: int) -> dict:
+    """Top-1 accuracy and macro-F1 (%) over the classes present in ``y_true`` (F1 of a class = 0 if never hit)."""
+    m = confusion(y_true, y_pred, n_classes)
+    present = m.sum(1) > 0
+    tp = np.diag(m).astype(float)
+    f1 = np.divide(2 * tp, m.sum(0) + m.sum(1), out=np.zeros(n_classes), where=(m.sum(0) + m.sum(1)) > 0)
+    return {"accuracy": 100 * tp.sum() / m.sum(), "macro_f1": 100 * f1[present].mean()}
+
+
+# ----- training (python -m helpers.diagnose train) -------------------------------------------------------------
+def cached_features(records: Sequence[data.Record], root: Path, cache: Path = FEATURE_CACHE, chunk: int = 512,
+                    log=print) -> np.ndarray:  # fmt: skip
+    """Features of the original images, computed in chunks saved under ``cache`` (a killed run resumes at the
+    first missing chunk). The folder is named by a hash of the feature definition and the image list."""
+    import hashlib
+
+    from .fileio import atomic_write
+
+    key = hashlib.sha256("\n".join([FEATURES, *(r.path for r in records)]).encode()).hexdigest()[:16]
+    chunks = []
+    for i in range(0, len(records), chunk):
+        path = Path(cache) / key / f"{i // chunk:04d}.npy"
+        if not path.is_file():
+            x = features([data.read_image(Path(root) / r.path) for r in records[i : i + chunk]])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f, x=x: np.save(f, x), force=True)
+            log(f"  features {min(i + chunk, len(records))}/{len(records)} -> {path}")
+        chunks.append(np.load(path))
+    return np.concatenate(chunks) if chunks else np.empty((0, N_FEATURES), np.float32)
+
+
+def labels(names, classes: Sequence[str]) -> np.ndarray:
+    """Class indices of class names."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[n] for n in names], np.int64)
+
+
+def per_part(records: Sequence[data.Record], y_true, y_pred, n_classes: int) -> pd.DataFrame:
+    """Accuracy and macro-F1 (%) over all images and per part (codec's test split / unseen crop)."""
+    parts = np.array([part(r) for r in records])
+    rows = []
+    for name in ("all", SEEN, UNSEEN):
+        keep = np.ones(len(parts), bool) if name == "all" else parts == name
+        if keep.any():
+            rows.append({"part": name, "images": int(keep.sum()),
+                         **scores(np.asarray(y_true)[keep], np.asarray(y_pred)[keep], n_classes)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def train(root: Path | None = None, out: Path = CLASSIFIER, card: Path = CLASSIFIER_CARD,
+          recipe: dict = RECIPE, log=print) -> Classifier:  # fmt: skip
+    """Features of the classifier's train/val/test splits (cached), the head, its scores; checkpoint and card."""
+    from .report import machine
+
+    t0 = time.time()
+    root = data.check_data_dir(Path(root) if root else paths.data_dir())
+    records = data.read_manifest(paths.MANIFEST)
+    classes = sorted({r.cls for r in records})
+    sets = {split: split_records(records, split) for split in ("train", "val", "test")}
+    x = {}
+    for split, recs in sets.items():
+        log(f"{split}: {len(recs)} images")
+        x[split] = cached_features(recs, root, log=log)
+    head = fit_head(x["train"], labels([r.cls for r in sets["train"]], classes), len(classes), recipe)
+    clf = Classifier(head, classes)
+    results = {split: per_part(sets[split], labels([r.cls for r in sets[split]], classes), clf.predict_features(x[split]),
+                               len(classes)) for split in ("val", "test")}  # fmt: skip
+    clf.meta = {"recipe": recipe, "images": {s: len(r) for s, r in sets.items()}, "minutes": (time.time() - t0) / 60,
+                "machine": machine(), "torch": str(torch.__version__),
+                "results": {s: df.to_dict("records") for s, df in results.items()}}  # fmt: skip
+    clf.save(out)
+    write_card(clf, card, out)
+    log(f"wrote {out} and {card} in {clf.meta['minutes']:.1f} min")
+    for split, df in results.items():
+        log(f"{split}:\n{df.round(2).to_string(index=False)}")
+    return clf
+
+
+def write_card(clf: Classifier, card: Path = CLASSIFIER_CARD, checkpoint: Path = CLASSIFIER) -> Path:
+    """The classifier's model card (Markdown), from what the checkpoint records."""
+    from .fileio import atomic_write
+    from .tables import markdown_table
+
+    m = clf.meta
+    n_params = sum(p.numel() for p in clf.head.linear.parameters())
+    results = "\n".join(
+        f"**{split}**\n\n{markdown_table(pd.DataFrame(rows))}" for split, rows in m["results"].items()
+    )
+    text = f"""# Disease classifier (notebook 06, issue 12)
+
+`{checkpoint.name}` ({checkpoint.stat().st_size / 1024:.0f} KiB), written by `python -m helpers.diagnose train`.
+
+* **Task.** The {len(clf.classes)} PlantVillage classes of pepper, potato and tomato leaves, to measure how
+  much a codec's decoded image still supports a diagnosis (notebook 06). Not a plant-health tool: these are
+  laboratory photos of single leaves on plain backgrounds.
+* **Model.** The ImageNet AlexNet convolutions LPIPS loads offline (`metrics.lpips_network`), frozen; features
+  {FEATURES} ({N_FEATURES} per image), standardised; one linear layer ({n_params:,} trained parameters).
+* **Data.** The codec's split for pepper and tomato; the Potato classes, held out of the codec's training, are
+  split by the same grouped hash (`diagnose.classifier_split`), so the classifier knows all classes. Images:
+  {", ".join(f"{s} {n}" for s, n in m["images"].items())}. No augmentation; originals as published (JPEG).
+* **Recipe.** {", ".join(f"{k} {v}" for k, v in m["recipe"].items())} (AdamW, cross-entropy) on features
+  computed once and cached.
+* **Training.** {m["minutes"]:.1f} min in all (mostly the AlexNet pass over the training split), niced, on
+  {m["machine"]}, torch {m["torch"]}, shared with other jobs.
+
+## Accuracy and macro-F1 on original images (%)
+
+{results}"""
+    return atomic_write(card, text.encode(), force=True)
+
+
+# ----- notebook 06: the classifier on decoded images ----------------------------------------------------------
+PERCEPTUAL_CHECKPOINT = paths.CHECKPOINTS / "leaf_hyperprior_perceptual.pth.tar"  # issue 11, when shipped
+
+
+def our_checkpoints(checkpoint: Path | None = None) -> dict[str, Path]:
+    """Our codec's checkpoints in the study, by codec name: ``checkpoint`` (default the shipped one) as "ours",
+    and the perceptually trained one as "ours_perceptual" when it is shipped."""
+    found = {"ours": Path(checkpoint) if checkpoint else paths.SHIPPED_CHECKPOINT}
+    if PERCEPTUAL_CHECKPOINT.is_file():
+        found["ours_perceptual"] = PERCEPTUAL_CHECKPOINT
+    return found
+
+
+def study_codecs(checkpoints: dict[str, Path], stride: int = 1) -> list:
+    """Every codec of the study (``baselines.classical_codecs`` and ours for each named checkpoint), each with
+    every ``stride``-th setting."""
+    from dataclasses import replace
+
+    from .baselines import classical_codecs
+    from .codec import LeafCodec
+    from .evaluate import learned_codec
+
+    ours = [replace(learned_codec(LeafCodec(path)), name=name) for name, path in checkpoints.items()]
+    return [replace(c, settings=c.settings[::stride]) for c in [*classical_codecs(), *ours]]
+
+
+def original_features(records: Sequence[data.Record], root: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows (one per image, ``codec`` "original": the published JPEG file and its bpp) and their features."""
+    from .metrics import bpp
+
+    imgs = [data.read_image(Path(root) / r.path) for r in records]
+    rows = [{"image": r.path, "cls": r.cls, "part": part(r), "codec": "original", "setting": "file",
+             "bytes": (Path(root) / r.path).stat().st_size,
+             "bpp": bpp((Path(root) / r.path).stat().st_size, *img.shape[:2])} for r, img in zip(records, imgs)]  # fmt: skip
+    return pd.DataFrame(rows), features(imgs)
+
+
+_FORKED = None  # (codecs, chunks, root) for the forked workers of decoded_features: codecs hold closures
+
+
+def _decoded_chunk(i: int):
+    codecs, chunks, root = _FORKED
+    return decoded_features(codecs, chunks[i], root, progress=False)
+
+
+def decoded_features(
+    codecs, records: Sequence[data.Record], root: Path, progress: bool = True, workers: int = 1
+):
+    """Code every image with every codec at every setting (``evaluate.coded_images``, the study's one loop) and
+    keep, per decoding, a row (image, class, part, codec, setting, bytes, bpp) and its features. ``workers`` > 1
+    splits the images over forked processes (each codes on one thread, as the loop does)."""
+    global _FORKED
+    from .evaluate import coded_images
+
+    if workers > 1 and len(records) > 1:
+        import multiprocessing
+
+        chunks = [list(c) for c in np.array_split(np.arange(len(records)), workers) if len(c)]
+        _FORKED = (codecs, [[records[i] for i in c] for c in chunks], root)
+        try:
+            with multiprocessing.get_context("fork").Pool(len(chunks)) as pool:
+                parts = pool.map(_decoded_chunk, range(len(chunks)))
+        finally:
+            _FORKED = None
+        return pd.concat([p[0] for p in parts], ignore_index=True), np.concatenate([p[1] for p in parts])
+
+    rows, feats = [], []
+    images = [Path(root) / r.path for r in records]
+    for r, (name, _, coded) in zip(
+        records, coded_images(codecs, images, root, progress=progress), strict=True
+    ):
+        feats.append(features([c.decoded for c in coded], batch=64))
+        rows += [{"image": name, "cls": r.cls, "part": part(r), "codec": c.codec, "setting": c.setting,
+                  "bytes": len(c.data), "bpp": c.bpp} for c in coded]  # fmt: skip
+    return pd.DataFrame(rows), (np.concatenate(feats) if feats else np.empty((0, N_FEATURES), np.float32))
+
+
+def accuracy_by_setting(rows: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """Mean bpp, top-1 accuracy and macro-F1 (%) per codec and setting (``rows`` carry ``cls`` and ``pred``)."""
+    out = []
+    for (codec, setting), d in rows.groupby(["codec", "setting"], sort=False):
+        y = labels(d["cls"], classes)
+        out.append({"codec": codec, "setting": setting, "bpp": d["bpp"].mean(), "images": len(d),
+                    **scores(y, d["pred"].to_numpy(), len(classes))})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def bits_for_diagnosis(summary: pd.DataFrame, reference: float, tolerance: float = 1.0) -> pd.DataFrame:
+    """Per codec, the lowest-rate setting from which on every higher setting keeps accuracy within
+    ``tolerance`` points of ``reference`` (the originals'); NaN where even its highest setting does not."""
+    rows = []
+    for codec, d in summary[summary.codec != "original"].groupby("codec", sort=False):
+        d = d.sort_values("bpp")
+        ok = (d["accuracy"] >= reference - tolerance).to_numpy()
+        tail = np.logical_and.accumulate(ok[::-1])[::-1]  # this setting and every higher one are within
+        row = {"codec": codec, "setting": np.nan, "bpp": np.nan, "accuracy": np.nan, "macro_f1": np.nan}
+        if tail.any():
+            best = d.iloc[int(np.argmax(tail))]
+            row.update({k: best[k] for k in ("setting", "bpp", "accuracy", "macro_f1")})
+        row["lowest_bpp_tried"] = d["bpp"].iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def nearest_settings(summary: pd.DataFrame, target_bpp: float) -> dict:
+    """Per codec, the setting whose mean bpp is nearest ``target_bpp`` on a log scale."""
+    out = {}
+    for codec, d in summary[summary.codec != "original"].groupby("codec", sort=False):
+        out[codec] = d["setting"].iloc[int(np.argmin(np.abs(np.log(d["bpp"].to_numpy() / target_bpp))))]
+    return out
+
+
+def per_class_accuracy(rows: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Accuracy (%) per class (rows) of the originals and of each codec at its setting in ``settings``;
+    column names carry the codec's mean bpp there."""
+    cols = {"original": rows[rows.codec == "original"]}
+    for codec, setting in settings.items():
+        d = rows[(rows.codec == codec) & (rows.setting == setting)]
+        cols[f"{codec} @ {d['bpp'].mean():.2f} bpp"] = d
+    table = pd.DataFrame({name: d.groupby("cls")["correct"].mean() * 100 for name, d in cols.items()})
+    table.index.name = "class"
+    return table.sort_values(table.columns[-1]) if len(table.columns) > 1 else table
+
+
+def predict_rows(head: Head, rows: pd.DataFrame, x: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """``rows`` with the predicted class index (``pred``) and whether it is right (``correct``)."""
+    pred = predict(head, x)
+    return rows.assign(pred=pred, correct=pred == labels(rows["cls"], classes))
+
+
+def train_on_decoded(clf: Classifier, codecs, settings: dict, train_records, root: Path, test_rows: pd.DataFrame,
+                     test_x: np.ndarray, recipe: dict = FINE_TUNE, workers: int = 1) -> pd.DataFrame:  # fmt: skip
+    """Does a classifier adapted to decoded images recover the accuracy? For each codec at its setting in
+    ``settings``, the shipped head fine-tuned (``recipe``) on ``train_records`` decoded there, against the same
+    fine-tuning on their originals (the control) and the shipped head itself. Each is scored on the test rows
+    (``test_rows``/``test_x``) decoded at that setting and, for the decoded-tuned head, on the originals too."""
+    from dataclasses import replace
+
+    n, y_train = len(clf.classes), labels([r.cls for r in train_records], clf.classes)
+    control = fit_head(original_features(train_records, root)[1], y_train, n, recipe, init=clf.head)
+    chosen = [replace(c, settings=(settings[c.name],)) for c in codecs if c.name in settings]
+    train_rows, train_x = decoded_features(chosen, train_records, root, workers=workers)
+
+    def accuracy(head, codec, setting) -> float:
+        keep = ((test_rows.codec == codec) & (test_rows.setting == setting)).to_numpy()
+        return 100 * float(np.mean(predict(head, test_x[keep]) == labels(test_rows.cls[keep], clf.classes)))
+
+    out = []
+    for c in chosen:
+        setting = c.settings[0]
+        tuned = fit_head(train_x[(train_rows.codec == c.name).to_numpy()], y_train, n, recipe, init=clf.head)
+        d = test_rows[(test_rows.codec == c.name) & (test_rows.setting == setting)]
+        out.append({"codec": c.name, "setting": setting, "bpp": d.bpp.mean(), "images": len(d),
+                    "shipped": accuracy(clf.head, c.name, setting),
+                    "tuned_on_originals": accuracy(control, c.name, setting),
+                    "tuned_on_decoded": accuracy(tuned, c.name, setting),
+                    "tuned_on_decoded_originals": accuracy(tuned, "original", "file")})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+# ----- figures -------------------------------------------------------------------------------------------------
+def accuracy_figure(summary: pd.DataFrame, reference: dict, tolerance: float = 1.0, rate_window=(0.05, 1.0)):
+    """Accuracy and macro-F1 vs real bpp per codec (``plots.rd_curves``), the originals' values as a line and
+    the ``tolerance`` band below the accuracy line (the "bits for diagnosis" criterion)."""
+    from . import plots
+
+    codecs = summary[summary.codec != "original"]
+    fig = plots.rd_curves(codecs, metrics=("accuracy", "macro_f1"), rate_window=rate_window,
+                          title="Disease classification on decoded test images")  # fmt: skip
+    for ax, metric in zip(fig.axes, ("accuracy", "macro_f1")):
+        ax.axhline(reference[metric], color="k", lw=1, ls=":", label="original images")
+        if metric == "accuracy":
+            ax.axhspan(reference[metric] - tolerance, reference[metric], color="k", alpha=0.08, lw=0)
+        ax.set_ylabel({"accuracy": "top-1 accuracy (%)", "macro_f1": "macro-F1 (%)"}[metric])
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = ""):
+    """Row-normalised confusion matrix (true class in rows), counts written where non-zero."""
+    import matplotlib.pyplot as plt
+
+    from .plots import _short
+
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(8.5, 7.5))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), n in np.ndenumerate(matrix):
+        if n:
+            ax.text(
+                j, i, str(n), ha="center", va="center", fontsize=7, color="w" if share[i, j] > 0.5 else "k"
+            )
+    names = [_short(c) for c in classes]
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m helpers.diagnose", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["train"])
+    parser.add_argument("--out", type=Path, default=CLASSIFIER)
+    parser.add_argument("--card", type=Path, default=CLASSIFIER_CARD)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # shares two cores with a codec training job: one core, niced, is its share
+    train(out=args.out, card=args.card, log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()
