@@ -50,14 +50,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _quality(codec, level):
-    return codec.default_level if level is None else codec.check_level(level)
-
-
 def _progress(items, desc):
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, disable=len(items) < 2, mininterval=1)
+
+
+def _say(message: str, file=None) -> None:
+    """A whole line beside a progress bar (which shares the terminal): tqdm clears the bar, prints, redraws it."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=file or sys.stdout)
 
 
 def _batch_outputs(inputs, out, out_dir, suffix, verb):
@@ -87,28 +90,57 @@ def _one_line(exc) -> str:
 
 
 def _run_batch(pairs, work, desc) -> int:
+    """``work(src, dst)`` for every pair; a failure is one ``error:`` line and the batch goes on (status 2)."""
+    from .fileio import leftover_temporaries
+
     failures = 0
     for src, dst in _progress(pairs, desc):
+        for tmp in leftover_temporaries(dst):
+            _say(f"note: {tmp} was left by an interrupted run; delete it", sys.stderr)
         try:
-            print(work(src, dst))
+            _say(work(src, dst))
         except LeafCodecError as exc:
             failures += 1
-            print(f"error: {src}: {_one_line(exc)}", file=sys.stderr)
+            _say(f"error: {src}: {_one_line(exc)}", sys.stderr)
     return 2 if failures else 0
 
 
+def _size(text: str, unit: int, what: str) -> int:
+    """``1500000``, ``64M``, ``2G`` (``unit`` 1000 for pixels, 1024 for bytes)."""
+    scale = {"": 1, "K": unit, "M": unit**2, "G": unit**3, "T": unit**4}
+    t = text.strip().upper().removesuffix("B") if unit == 1024 else text.strip().upper()
+    try:
+        value = float(t[:-1]) * scale[t[-1]] if t and t[-1] in scale else float(t)
+    except ValueError:
+        raise LeafCodecError(f"{what} must be a number such as 64M or 2G, not {text!r}") from None
+    if not value > 0:
+        raise LeafCodecError(f"{what} must be positive, not {text!r}")
+    return int(value)
+
+
+def _codec(args, backend: str = "torch"):
+    from .codec import LeafCodec
+
+    return LeafCodec(args.checkpoint, backend=backend, max_pixels=_size(args.max_pixels, 1000, "--max-pixels"),
+                     max_memory=_size(args.max_memory, 1024, "--max-memory"))  # fmt: skip
+
+
+def _level_text(level) -> str:
+    return f"{level:g}" if isinstance(level, float) else str(level)
+
+
 def _cmd_compress(args) -> int:
-    from .codec import SUFFIX, LeafCodec
+    from .codec import SUFFIX
     from .metrics import bpp
 
-    codec = LeafCodec(args.checkpoint)
-    level = _quality(codec, args.quality)
+    codec = _codec(args)
+    level = codec.default_level if args.level is None else codec.check_level(args.level)
     pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
 
     def work(src, dst):
         n = codec.compress_file(src, dst, level, force=args.force)
         h, w = _size_of(dst)
-        return f"{src} -> {dst}: {n} bytes, {bpp(n, h, w):.4f} bpp (quality {level})"
+        return f"{src} -> {dst}: {n} bytes, {bpp(n, h, w):.4f} bpp (level {_level_text(level)})"
 
     return _run_batch(pairs, work, "compress")
 
@@ -121,18 +153,16 @@ def _size_of(leaf_file):
 
 
 def _cmd_decompress(args) -> int:
-    from .codec import LeafCodec
-
     inputs, out = list(args.inputs), args.output
     # Also accept the short form `decompress FILE OUT.png`.
     if out is None and args.out_dir is None and len(inputs) == 2 and inputs[1].lower().endswith(".png"):
         inputs, out = inputs[:1], inputs[1]
     pairs = _batch_outputs(inputs, out, args.out_dir, ".png", "decompress")
-    codec = LeafCodec(args.checkpoint, backend=args.backend)
+    codec = _codec(args, backend=args.backend)
 
     def work(src, dst):
         h = codec.decompress_file(src, dst, force=args.force)
-        return f"{src} -> {dst}: {h.width}x{h.height}, quality {h.level}"
+        return f"{src} -> {dst}: {h.width}x{h.height}, level {_level_text(h.level)}"
 
     return _run_batch(pairs, work, "decompress")
 
@@ -146,18 +176,26 @@ def _cmd_info(args) -> int:
     print(f"file:      {args.file}")
     print(f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})")
     print(f"model:     {h.model_name} (weights {h.weights_hash.hex()})")
-    print(f"quality:   {h.level}")
-    print(f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len})")
+    print(
+        f"level:     {_level_text(h.level)}"
+        + ("" if isinstance(h.level, int) else " (between trained levels)")
+    )
+    print(
+        f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len} in {len(h.streams) - 1} tile(s))"
+    )
     print(f"bpp:       {bpp(len(data), h.height, h.width):.4f}")
     return 0
 
 
 def _cmd_export_checkpoint(args) -> int:
-    from .codec import export_checkpoint
-    from .train import atomic_save, load_checkpoint
+    import torch
+
+    from .checkpoints import export_checkpoint
+    from .fileio import atomic_write
+    from .train import load_checkpoint
 
     shipped = export_checkpoint(load_checkpoint(Path(args.train_checkpoint)), name=args.name)
-    atomic_save(shipped, Path(args.out))
+    atomic_write(Path(args.out), lambda f: torch.save(shipped, f), force=True)
     print(f"wrote {args.out} (step {shipped['step']}, weights {shipped['weights_sha256'][:16]})")
     return 0
 
@@ -209,6 +247,19 @@ def _cmd_benchmark(args) -> int:
     return 0
 
 
+def _common_coding_options(s) -> None:
+    from .budget import DEFAULT_MAX_MEMORY
+    from .imageio import DEFAULT_MAX_PIXELS
+
+    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.add_argument("--force", action="store_true",
+                   help="overwrite existing outputs (regular files only: never folders, links, devices, FIFOs)")  # fmt: skip
+    s.add_argument("--max-pixels", default=f"{DEFAULT_MAX_PIXELS // 10**6}M", metavar="N",
+                   help="refuse larger images, e.g. 300M (default: %(default)s)")  # fmt: skip
+    s.add_argument("--max-memory", default=f"{DEFAULT_MAX_MEMORY // 2**30}G", metavar="SIZE",
+                   help="refuse images whose coding needs more working memory, e.g. 4G (default: %(default)s)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m helpers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -230,19 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", metavar="INPUT")
     s.add_argument("-o", "--output", metavar="OUTPUT_FILE")
     s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.leaf")
-    s.add_argument("--quality", type=int, help="quality level 1..K (default: the middle one)")
-    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
-    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.add_argument("--level", "--quality", type=float, dest="level",
+                   help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps")  # fmt: skip
+    _common_coding_options(s)
     s.set_defaults(func=_cmd_compress)
 
     s = sub.add_parser("decompress", help="decode .leaf files to PNG")
     s.add_argument("inputs", nargs="+", metavar="FILE")
     s.add_argument("-o", "--output", metavar="OUTPUT_PNG")
     s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.png")
-    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
     s.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="run the decoder's transforms in PyTorch or ONNX Runtime (see helpers/export.py)")  # fmt: skip
-    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+                   help="run the synthesis in PyTorch or ONNX Runtime (see helpers/export.py)")  # fmt: skip
+    _common_coding_options(s)
     s.set_defaults(func=_cmd_decompress)
 
     s = sub.add_parser("info", help="print the header of a .leaf file")

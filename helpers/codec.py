@@ -1,42 +1,42 @@
-"""Real entropy-coded files: the ``.leaf`` container, image I/O rules, and the learned codec's encode/decode.
+"""The ``.leaf`` file: container, guards, symbol checksum, and ``encode(image) -> bytes`` / ``decode(bytes) ->
+image`` side by side. The model (``helpers.model``) supplies transforms and entropy parameters only; the
+transforms run on tiles (``helpers.tiling``), in memory bounded by the tile (``helpers.budget``).
 
-Container (all integers little-endian)::
+Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB128, shortest form)::
 
     magic      4 bytes  b"LEAF"
     version    u8       FORMAT_VERSION
     model      u8 name length, name (ASCII), 8-byte weights hash (first bytes of SHA-256 of the weights)
-    level      u8       quality level, 1..K
-    colour     u8       0 RGB, 1 grayscale (decodes to grayscale), 2 RGB whose alpha channel was dropped
+    level      u16      quality level x 256: 256 = level 1 ... 256 K = level K; values in between are fractional
+                        levels, whose gains are interpolated log-linearly between the trained ones
+    colour     u8       0 RGB, 1 grayscale, 2 RGB whose alpha was dropped, 3 grayscale whose alpha was dropped
     height     u32, width u32   original size (the network sees it padded to a multiple of 64)
-    symbols    u32      CRC-32 of the quantised latents: proves the entropy decoder reproduced them
-    z bytes    u32 length + rANS stream of the hyper-latent (factorised prior)
-    y bytes    u32 length + rANS stream of the latent (Gaussian conditional)
+    symbols    u32      CRC-32 of the latent symbols, coding tile by coding tile (int32 little-endian, C order)
+    streams    varint count, then per stream a varint length and the bytes: stream 0 is the hyper-latent
+               (factorised prior), then one latent stream per coding tile in raster order (Gaussian
+               conditional; ``tiling.coding_tiles``). A later entropy model may put several streams per tile.
     checksum   u32      CRC-32 of everything before it
 
-Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file.
+Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file. Version 1 (one
+latent stream for the whole image, untiled) is refused with a message saying so.
 
 Decoding trusts nothing in a file: the checksum catches accidental damage, and because it can be recomputed,
-the payload is also checked on its own terms. Both rANS streams must be whole 32-bit words (at least two);
-CompressAI's rANS decoder does no bounds checking, so each stream is handed to it followed by zero words
-(``_guarded``) and a garbled stream reads zeros instead of running off its buffer. Decoded values beyond
-``LATENT_LIMIT`` are refused (CompressAI's rANS *encoder* loops forever on values of 2^27 or more, and garbage
-can decode to such values). The decoded symbols must match the symbol CRC, and both streams must be exactly
-what the encoder writes for the symbols they decoded to (they are re-encoded and compared; a few percent of
-the decode time). A garbled payload therefore ends in a CodecError, never in a crash, a hang or a silently
-wrong image. (Header fields such as the level are protected by the checksum only: a deliberately forged header
-with a recomputed checksum is out of scope.)
-
-Input rules: PNG/JPEG/TIFF/BMP/WebP read with Pillow; EXIF orientation applied; grayscale coded as RGB and
-decoded back to grayscale; alpha is dropped (the codec codes colour only; ``info`` reports it); 16-bit
-images are reduced to 8 bits; CMYK and palette images are converted to RGB.
+the payload is also checked on its own terms. The stream count must be the one the image size implies, and
+every rANS stream must be whole 32-bit words (at least two); CompressAI's rANS decoder does no bounds checking,
+so each stream is handed to it followed by zero words (``_guarded``) and a garbled stream reads zeros instead of
+running off its buffer. Decoded values beyond ``LATENT_LIMIT`` are refused (CompressAI's rANS *encoder* loops
+forever on values of 2^27 or more, and garbage can decode to such values). Every stream must be exactly what the
+encoder writes for the symbols it decoded to (re-encoded and compared; a few percent of the decode time), and
+the symbols must match the symbol CRC. Before anything is allocated, the image size is checked against the pixel
+limit and the estimated memory against the memory budget. A garbled payload therefore ends in a CodecError and
+a too-large image in a ResourceError, never in a crash, a hang, a silently wrong image or a memory blow-up.
+(Header fields such as the level are protected by the checksum only: a deliberately forged header with a
+recomputed checksum is out of scope, except that it can never make the decoder exceed its budgets.)
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
-import os
+import contextlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -44,22 +44,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import paths
-from .errors import CheckpointError, CodecError, DataError
-from .model import STRIDE, LeafHyperprior, load_error_detail, single_thread
+from . import budget, tiling
+from .checkpoints import export_checkpoint, load_model  # noqa: F401 (notebooks import them from here)
+from .errors import CodecError, DataError, ResourceError
+from .fileio import atomic_write, check_output
+from .imageio import COLOUR_NAMES, COLOUR_RGB, DEFAULT_MAX_PIXELS, check_pixels, load_image, output_image
+from .model import single_thread
 
 MAGIC = b"LEAF"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".leaf"
-MAX_PIXELS = 200_000_000  # refuse absurd sizes before allocating anything
-COLOUR_RGB, COLOUR_GRAY, COLOUR_ALPHA_DROPPED = 0, 1, 2
-COLOUR_NAMES = {COLOUR_RGB: "RGB", COLOUR_GRAY: "grayscale", COLOUR_ALPHA_DROPPED: "RGB (alpha dropped)"}
+LEVEL_UNITS = 256  # the level is stored in 1/256 steps
 # |latent symbol| bound: far beyond what g_a/h_a produce from [0, 1] pixels (below ~100), far below the 2^27 at
 # which CompressAI's rANS encoder never terminates (its escape-length loop shifts an int32 by 32 bits).
 LATENT_LIMIT = 2**20
+_HEAD = struct.Struct("<HBIII")  # level, colour, height, width, symbols CRC
 
 
 # ----- the container ------------------------------------------------------------------------------------------
@@ -67,26 +67,51 @@ LATENT_LIMIT = 2**20
 class Header:
     model_name: str
     weights_hash: bytes
-    level: int
+    level_units: int  # level x LEVEL_UNITS
     colour: int
     height: int
     width: int
     symbols_crc: int
-    z_len: int
-    y_len: int
-    payload_offset: int
+    streams: tuple[bytes, ...]  # hyper-latent, then one latent stream per coding tile
+
+    @property
+    def level(self) -> int | float:
+        """1-based level; an int for trained levels, a float (1/256 steps) between them."""
+        q, r = divmod(self.level_units, LEVEL_UNITS)
+        return q if r == 0 else self.level_units / LEVEL_UNITS
 
     @property
     def pixels(self) -> int:
         return self.height * self.width
 
+    @property
+    def z_len(self) -> int:
+        return len(self.streams[0])
 
-def pack(model_name: str, weights_hash: bytes, level: int, colour: int, height: int, width: int,
-         symbols_crc: int, z: bytes, y: bytes) -> bytes:  # fmt: skip
+    @property
+    def y_len(self) -> int:
+        return sum(len(s) for s in self.streams[1:])
+
+
+def level_units(level: float) -> int:
+    return int(round(level * LEVEL_UNITS))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def pack(model_name: str, weights_hash: bytes, level: float, colour: int, height: int, width: int,
+         symbols_crc: int, streams) -> bytes:  # fmt: skip
     name = model_name.encode("ascii")
     head = MAGIC + struct.pack("<BB", FORMAT_VERSION, len(name)) + name + weights_hash[:8]
-    head += struct.pack("<BBIII", level, colour, height, width, symbols_crc)
-    body = head + struct.pack("<I", len(z)) + z + struct.pack("<I", len(y)) + y
+    head += _HEAD.pack(level_units(level), colour, height, width, symbols_crc)
+    body = head + _varint(len(streams)) + b"".join(_varint(len(s)) + bytes(s) for s in streams)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -101,12 +126,25 @@ class _Reader:
         self.pos += n
         return out
 
-    def unpack(self, fmt: str, what: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+    def unpack(self, fmt: str | struct.Struct, what: str):
+        fmt = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        return fmt.unpack(self.take(fmt.size, what))
+
+    def varint(self, what: str) -> int:
+        n = 0
+        for i in range(5):  # 35 bits: every u32
+            (b,) = self.take(1, what)
+            n |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if b == 0 and i > 0:
+                    raise CodecError(f"corrupted file: over-long {what}")
+                return n
+        raise CodecError(f"corrupted file: {what} is not a valid number")
 
 
 def parse(data: bytes) -> Header:
     """Validate the container and return its header; raises CodecError naming what is wrong."""
+    data = bytes(data)
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise CodecError("not a .leaf file (wrong magic number)")
     r = _Reader(data)
@@ -114,7 +152,8 @@ def parse(data: bytes) -> Header:
     (version,) = r.unpack("<B", "format version")
     if version != FORMAT_VERSION:
         newer = "newer than" if version > FORMAT_VERSION else "different from"
-        raise CodecError(f"file format version {version} is {newer} this decoder's ({FORMAT_VERSION})")
+        hint = "; re-encode the image with this version" if version < FORMAT_VERSION else ""
+        raise CodecError(f"file format version {version} is {newer} this decoder's ({FORMAT_VERSION}){hint}")
     if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
         # Distinguish a cut file from a damaged one where we can.
         try:
@@ -129,163 +168,41 @@ def _parse_fields(r: _Reader, total: int) -> Header:
     (name_len,) = r.unpack("<B", "header")
     name = r.take(name_len, "header")
     weights_hash = r.take(8, "header")
-    level, colour, height, width, symbols_crc = r.unpack("<BBIII", "header")
-    (z_len,) = r.unpack("<I", "hyper-latent length")
-    z_start = r.pos
-    r.take(z_len, "hyper-latent stream")
-    (y_len,) = r.unpack("<I", "latent length")
-    r.take(y_len, "latent stream")
-    r.take(4, "checksum")
-    if r.pos != total:
-        raise CodecError(f"corrupted file: {total - r.pos} unexpected bytes after the checksum")
+    units, colour, height, width, symbols_crc = r.unpack(_HEAD, "header")
     try:
         model_name = name.decode("ascii")
     except UnicodeDecodeError:
         raise CodecError("corrupted header: model name is not ASCII") from None
     if colour not in COLOUR_NAMES:
         raise CodecError(f"corrupted header: unknown colour mode {colour}")
-    if not (0 < height and 0 < width and height * width <= MAX_PIXELS):
+    if not (0 < height and 0 < width):
         raise CodecError(f"corrupted header: implausible image size {width}x{height}")
-    for what, n in (("hyper-latent", z_len), ("latent", y_len)):
+    expected = 1 + _tile_count(height, width)
+    count = r.varint("stream count")
+    if count != expected:  # checked before any stream is read: a forged size cannot make us allocate
+        raise CodecError(
+            f"corrupted header: {count} streams for a {width}x{height} image, which has {expected}"
+        )
+    streams = []
+    for i in range(count):
+        what = "hyper-latent stream" if i == 0 else f"latent stream {i}"
+        n = r.varint(f"{what} length")
+        streams.append(r.take(n, what))
         # rANS streams are whole 32-bit words, at least the two of the final coder state.
         if n < 8 or n % 4:
-            raise CodecError(f"corrupted {what} stream: {n} bytes is not a valid rANS stream length")
-    return Header(model_name, weights_hash, level, colour, height, width, symbols_crc, z_len, y_len,
-                  z_start - 4)  # fmt: skip
+            raise CodecError(f"corrupted {what}: {n} bytes is not a valid rANS stream length")
+    r.take(4, "checksum")
+    if r.pos != total:
+        raise CodecError(f"corrupted file: {total - r.pos} unexpected bytes after the checksum")
+    return Header(model_name, weights_hash, units, colour, height, width, symbols_crc, tuple(streams))
 
 
-def _streams(data: bytes, h: Header) -> tuple[bytes, bytes]:
-    z0 = h.payload_offset + 4
-    z = data[z0 : z0 + h.z_len]
-    y0 = z0 + h.z_len + 4
-    return z, data[y0 : y0 + h.y_len]
+def _tile_count(height: int, width: int) -> int:
+    rows, cols = tiling.latent_size(height, width)
+    return -(-rows // tiling.CODING_TILE) * -(-cols // tiling.CODING_TILE)
 
 
-# ----- images -------------------------------------------------------------------------------------------------
-def load_input_image(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read an image for coding: uint8 RGB (H, W, 3) and its colour mode (see module docstring)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return image_to_rgb(im)
-    except FileNotFoundError:
-        raise DataError(f"input image not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"input is a folder, not an image: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
-
-
-def image_to_rgb(im: Image.Image) -> tuple[np.ndarray, int]:
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.uint32)
-        # 16-bit PNGs use the full 0..65535 range; keep the top 8 bits.
-        im = Image.fromarray((arr >> 8).clip(0, 255).astype(np.uint8), "L")
-        mode = "L"
-    if mode in ("L", "1", "LA"):
-        colour = COLOUR_GRAY
-    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-        colour = COLOUR_ALPHA_DROPPED
-    else:
-        colour = COLOUR_RGB
-    rgb = np.asarray(im.convert("RGB"))
-    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise DataError("empty image")
-    return np.ascontiguousarray(rgb), colour
-
-
-def output_image(rgb: np.ndarray, colour: int) -> Image.Image:
-    im = Image.fromarray(rgb, "RGB")
-    return im.convert("L") if colour == COLOUR_GRAY else im
-
-
-def atomic_write(path: Path, data: bytes, force: bool = False) -> None:
-    """Write ``data`` to ``path`` via a temporary file + rename; refuse to overwrite unless ``force``."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise DataError(f"{path} exists; pass --force to overwrite it")
-    if path.parent and not path.parent.is_dir():
-        raise DataError(f"output folder does not exist: {path.parent}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def png_bytes(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-# ----- checkpoints ----------------------------------------------------------------------------------------------
-def weights_hash(state_dict: dict) -> str:
-    h = hashlib.sha256()
-    for key in sorted(state_dict):
-        t = state_dict[key]
-        if torch.is_tensor(t):
-            h.update(key.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def export_checkpoint(train_checkpoint: dict, name: str = "leaf-hyperprior") -> dict:
-    """A shippable checkpoint: weights with the rANS tables built, config, and the weights hash."""
-    from .train import TrainConfig, build_model
-
-    cfg = TrainConfig.from_dict(train_checkpoint["config"])
-    model = build_model(cfg)
-    model.load_state_dict(train_checkpoint["model"])
-    model.update(force=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    return {
-        "name": name,
-        "model": state,
-        "config": {"N": cfg.N, "M": cfg.M, "lambdas": list(cfg.lambdas)},
-        "step": train_checkpoint.get("step"),
-        "weights_sha256": weights_hash(state),
-    }
-
-
-def load_model(checkpoint: str | Path | None = None) -> tuple[LeafHyperprior, dict]:
-    path = Path(checkpoint) if checkpoint else paths.SHIPPED_CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.__class__.__name__}") from None
-    if not isinstance(ckpt, dict) or not {"name", "model", "config", "weights_sha256"} <= set(ckpt):
-        raise CheckpointError(
-            f"{path} is not a shipped leaf-codec checkpoint (see helpers.codec.export_checkpoint)"
-        )
-    if weights_hash(ckpt["model"]) != ckpt["weights_sha256"]:
-        raise CheckpointError(f"{path} is damaged: its weights do not match the recorded hash")
-    cfg = ckpt["config"]
-    try:
-        model = LeafHyperprior(cfg["N"], cfg["M"], tuple(cfg["lambdas"]))
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise CheckpointError(
-            f"{path} does not fit the leaf-hyperprior architecture: {load_error_detail(exc)}"
-        ) from None
-    model.eval()
-    return model, ckpt
-
-
-# ----- the codec ------------------------------------------------------------------------------------------------
-BACKENDS = ("torch", "onnx")
-
-
+# ----- guards -------------------------------------------------------------------------------------------------
 def _guarded(stream: bytes, n_symbols: int) -> bytes:
     """``stream`` followed by zero words for CompressAI's rANS decoder, which does not check where its input
     ends: on garbage it went on reading up to 0.44 words per symbol past the end (a Python emulation over
@@ -299,69 +216,138 @@ def _check_range(values: torch.Tensor, what: str) -> None:
         raise CodecError(f"corrupted {what} stream: it decodes to implausible values")
 
 
-def _one_thread(method):
-    """Code one image on one thread throughout. The transforms must (see model.single_thread); the rest is small
-    tensor work and single-threaded rANS, which only loses to OpenMP thread wake-ups on a busy machine."""
+def _symbols_bytes(symbols: torch.Tensor) -> bytes:
+    return symbols.numpy().astype("<i4").tobytes()
 
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with single_thread():
-            return method(*args, **kwargs)
 
-    return wrapper
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """MemoryError, or PyTorch's RuntimeError for a failed allocation ("DefaultCPUAllocator: can't allocate")."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "alloc" in str(exc).lower())
+
+
+@contextlib.contextmanager
+def _allocation(verb: str, height: int, width: int):
+    """A failed allocation ends in a one-line ResourceError (a batch goes on with the next file)."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_allocation_failure(exc):
+            raise
+        raise ResourceError(
+            f"not enough memory to {verb} a {width}x{height} image (the --max-memory budget is above what "
+            "this machine has; lower it to be refused before trying)"
+        ) from None
+
+
+# ----- the codec ------------------------------------------------------------------------------------------------
+BACKENDS = ("torch", "onnx")
 
 
 class LeafCodec:
-    """Learned codec with quality levels 1..K (low to high). ``encode``/``decode`` work on uint8 RGB arrays.
+    """Learned codec with quality levels 1..K (low to high). ``encode(rgb, level, colour) -> bytes`` and
+    ``decode(bytes) -> rgb`` work on uint8 RGB arrays; ``level`` may be fractional (a 1/256 step between levels).
 
-    ``backend="onnx"`` decodes with the ONNX Runtime transforms of ``helpers.export`` (same files; pixels within
-    one grey level of the PyTorch backend's); encoding always runs in PyTorch."""
+    ``backend="onnx"`` runs the synthesis ``g_s`` in ONNX Runtime (``helpers.export``; same files, pixels within
+    one grey level of the PyTorch backend's); everything else, and encoding, runs in PyTorch. ``max_pixels`` and
+    ``max_memory`` (bytes, see ``helpers.budget``) refuse images beyond them before anything is allocated."""
 
     name = "ours"
 
-    def __init__(self, checkpoint: str | Path | None = None, backend: str = "torch"):
+    def __init__(self, checkpoint: str | Path | None = None, backend: str = "torch",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory: int | None = budget.DEFAULT_MAX_MEMORY):  # fmt: skip
         if backend not in BACKENDS:
             raise CodecError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.model, ckpt = load_model(checkpoint)
         self.model_name = ckpt["name"]
         self.hash = bytes.fromhex(ckpt["weights_sha256"])[:8]
         self.levels = list(range(1, self.model.num_levels + 1))
-        self.settings = self.levels
+        _ = self.model.h_s64  # built now, not by two tile workers at once
         self.backend = backend
+        self.max_pixels, self.max_memory = max_pixels, max_memory
         if backend == "onnx":
-            from .export import OnnxTransforms
+            from .export import OnnxSynthesis
 
-            self.transforms = OnnxTransforms(self.model, ckpt["weights_sha256"])
+            self.g_s = OnnxSynthesis(self.model, ckpt["weights_sha256"])
         else:
-            self.transforms = self.model  # hyper_synthesis / synthesise
+            self.g_s = self.model.g_s
+
+    @property
+    def settings(self) -> list[int]:
+        """The levels under the name the evaluation's codec protocol uses (``baselines.Codec.settings``)."""
+        return self.levels
 
     @property
     def default_level(self) -> int:
         return self.levels[len(self.levels) // 2]
 
-    def check_level(self, level: int) -> int:
-        if level not in self.levels:
+    def check_level(self, level: float) -> float:
+        """A trained level 1..K, or a fractional level between them on the file's 1/256 grid."""
+        ok = isinstance(level, int | float | np.integer | np.floating) and np.isfinite(level)
+        if (
+            not ok
+            or level_units(level) != level * LEVEL_UNITS
+            or not self.levels[0] <= level <= self.levels[-1]
+        ):
             raise CodecError(
-                f"unknown quality level {level}; valid levels are {', '.join(map(str, self.levels))}"
+                f"unknown quality level {level}; valid levels are {', '.join(map(str, self.levels))} "
+                f"(or a multiple of 1/{LEVEL_UNITS} between {self.levels[0]} and {self.levels[-1]})"
             )
-        return level
+        return int(level) if float(level).is_integer() else float(level)
 
-    @_one_thread
-    def encode(self, rgb: np.ndarray, level: int | None = None, colour: int = COLOUR_RGB) -> bytes:
+    def check_size(self, width: int, height: int, decode: bool) -> None:
+        """ResourceError before any allocation if the image exceeds the pixel limit or the memory budget."""
+        verb = "decode" if decode else "encode"
+        check_pixels(width, height, self.max_pixels, f"a {width}x{height} image")
+        need = budget.estimate(height, width, self.model.M, self.model.N, tiling.workers(), decode)
+        budget.check(height, width, need, self.max_memory, verb)
+
+    # ----- encoding -----------------------------------------------------------------------------------------
+    def encode(self, rgb: np.ndarray, level: float | None = None, colour: int = COLOUR_RGB) -> bytes:
+        """A ``.leaf`` file of uint8 RGB ``rgb`` (H, W, 3) at ``level`` (default: the middle level)."""
         level = self.check_level(self.default_level if level is None else level)
-        h, w = rgb.shape[:2]
-        if h * w > MAX_PIXELS:
-            raise DataError(f"image too large: {w}x{h} exceeds {MAX_PIXELS} pixels")
-        x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255)
-        ph, pw = -h % STRIDE, -w % STRIDE
-        # Replicate-padding costs fewer bits than zeros and is cropped away after decoding.
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        out = self.model.compress(x, level - 1)
-        _check_range(out["symbols"], "latent")  # never a file the decoder refuses (real |y| stays below ~100)
-        y_strings, z_strings = out["strings"]
-        crc = zlib.crc32(out["symbols"].numpy().astype("<i4").tobytes())
-        return pack(self.model_name, self.hash, level, colour, h, w, crc, z_strings[0], y_strings[0])
+        return self.encode_levels(rgb, [level], colour)[0]
 
+    def encode_levels(self, rgb: np.ndarray, levels, colour: int = COLOUR_RGB) -> list[bytes]:
+        """One file per level; the analysis transform (most of the encoding time) runs once for all of them."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+            raise DataError(f"expected a uint8 RGB image (H, W, 3), not {rgb.dtype} {rgb.shape}")
+        if colour not in COLOUR_NAMES:
+            raise DataError(f"unknown colour mode {colour}")
+        levels = [self.check_level(q) for q in levels]
+        h, w = rgb.shape[:2]
+        self.check_size(w, h, decode=False)
+        n = tiling.workers()
+        with _allocation("encode", h, w), single_thread(), torch.no_grad():
+            y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
+            return [self._encode_latent(y, q, colour, h, w, n) for q in levels]
+
+    def _encode_latent(self, y: torch.Tensor, level: float, colour: int, h: int, w: int, n: int) -> bytes:
+        m = self.model
+        y = m.gain(y, level - 1)
+        z = m.h_a(y)
+        z_stream = m.entropy_bottleneck.compress(z)[0]
+        z_hat = m.entropy_bottleneck.decompress([z_stream], z.shape[-2:])
+
+        def code(t: tiling.Tile) -> tuple[bytes, bytes]:
+            means, indexes = self._tile_parameters(z_hat, t)
+            symbols = torch.round(y[..., t.r0 : t.r1, t.c0 : t.c1].double() - means).int()
+            _check_range(symbols, "latent")  # never a file the decoder refuses (real |y| stays below ~100)
+            return m.gaussian_conditional.compress(symbols.float(), indexes)[0], _symbols_bytes(symbols)
+
+        streams, crc = [z_stream], 0
+        for stream, symbols in tiling.map_ordered(code, tiling.coding_tiles(h, w), n):
+            streams.append(stream)
+            crc = zlib.crc32(symbols, crc)
+        return pack(self.model_name, self.hash, level, colour, h, w, crc, streams)
+
+    def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile):
+        """Means and scale indexes of one coding tile: the float64 hyper-synthesis of its hyper-latent window."""
+        zw = tiling.z_window(t, *z_hat.shape[-2:])
+        params = self.model.hyper_synthesis(z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1])
+        return self.model.entropy_parameters(params[(..., *zw.crop(tiling.Z_STRIDE))])
+
+    # ----- decoding -----------------------------------------------------------------------------------------
     def check_model(self, header: Header) -> None:
         if header.model_name != self.model_name or header.weights_hash != self.hash:
             raise CodecError(
@@ -373,58 +359,80 @@ class LeafCodec:
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_with_header(data)[0]
 
-    @_one_thread
     def decode_with_header(self, data: bytes) -> tuple[np.ndarray, Header]:
         header = parse(data)
         self.check_model(header)
         self.check_level(header.level)
-        z, y = _streams(data, header)
-        zh, zw = -(-header.height // STRIDE), -(-header.width // STRIDE)
-        try:
-            symbols, means = self._decode_latents(z, y, (zh, zw), header.symbols_crc)
-        except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
-            raise CodecError(f"corrupted latent stream: {exc.__class__.__name__}: {exc}") from None
-        except MemoryError:
-            raise CodecError(f"not enough memory to decode a {header.width}x{header.height} image") from None
-        x_hat = self.transforms.synthesise(symbols, means, header.level - 1)
-        x_hat = x_hat[0, :, : header.height, : header.width]
-        rgb = x_hat.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        h, w = header.height, header.width
+        self.check_size(w, h, decode=True)
+        n = tiling.workers()
+        with _allocation("decode", h, w), single_thread(), torch.no_grad():
+            y_hat = self._decode_latent(header)
+            index = header.level - 1
+            rgb = tiling.synthesise(
+                lambda y: self.g_s(self.model.inv_gain(y, index)).clamp_(0, 1), y_hat, h, w, n
+            )
         return rgb, header
 
-    def _decode_latents(self, z: bytes, y: bytes, z_shape: tuple[int, int], symbols_crc: int):
-        """rANS-decode both streams (see the module docstring for the checks) -> y symbols, means."""
+    def _decode_latent(self, header: Header) -> torch.Tensor:
+        """rANS-decode every stream (see the module docstring for the checks) -> the dequantised latent."""
         m = self.model
-        n_z = m.entropy_bottleneck.channels * z_shape[0] * z_shape[1]
-        z_hat = m.entropy_bottleneck.decompress([_guarded(z, n_z)], z_shape)
-        _check_range(z_hat, "hyper-latent")
-        if m.entropy_bottleneck.compress(z_hat)[0] != z:
+        rows, cols = tiling.latent_size(header.height, header.width)
+        z_shape = (rows // tiling.Z_STRIDE, cols // tiling.Z_STRIDE)
+        z = header.streams[0]
+        try:
+            z_hat = m.entropy_bottleneck.decompress([_guarded(z, m.N * z_shape[0] * z_shape[1])], z_shape)
+            _check_range(z_hat, "hyper-latent")
+            canonical = m.entropy_bottleneck.compress(z_hat)[0] == z
+        except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
+            if _is_allocation_failure(exc):
+                raise
+            raise CodecError(f"corrupted hyper-latent stream: {exc.__class__.__name__}: {exc}") from None
+        if not canonical:
             raise CodecError(
                 "corrupted hyper-latent stream: it is not what the encoder writes for its symbols"
             )
-        means, indexes = m.entropy_parameters(self.transforms.hyper_synthesis(z_hat))
-        symbols = m.gaussian_conditional.decompress([_guarded(y, indexes.numel())], indexes).int()
-        if zlib.crc32(symbols.numpy().astype("<i4").tobytes()) != symbols_crc:
+        y_hat = torch.empty(1, m.M, rows, cols)
+        crc = 0
+        for i, t in enumerate(tiling.coding_tiles(header.height, header.width)):
+            symbols, means = self._decode_tile(header.streams[1 + i], z_hat, t, i + 1)
+            crc = zlib.crc32(_symbols_bytes(symbols), crc)
+            y_hat[..., t.r0 : t.r1, t.c0 : t.c1] = (symbols.double() + means).float()
+        if crc != header.symbols_crc:
             raise CodecError("decoding failed: latents differ from the encoder's (symbol checksum mismatch)")
-        _check_range(symbols, "latent")
-        if m.gaussian_conditional.compress(symbols.float(), indexes)[0] != y:
-            raise CodecError("corrupted latent stream: it is not what the encoder writes for its symbols")
+        return y_hat
+
+    def _decode_tile(self, stream: bytes, z_hat: torch.Tensor, t: tiling.Tile, i: int):
+        gc = self.model.gaussian_conditional
+        means, indexes = self._tile_parameters(z_hat, t)
+        try:
+            symbols = gc.decompress([_guarded(stream, indexes.numel())], indexes).int()
+            _check_range(symbols, "latent")
+            canonical = gc.compress(symbols.float(), indexes)[0] == stream
+        except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
+            if _is_allocation_failure(exc):
+                raise
+            raise CodecError(f"corrupted latent stream {i}: {exc.__class__.__name__}: {exc}") from None
+        if not canonical:
+            raise CodecError(
+                f"corrupted latent stream {i}: it is not what the encoder writes for its symbols"
+            )
         return symbols, means
 
-    # file-level helpers used by the command line
-    def compress_file(self, src: Path, dst: Path, level: int | None = None, force: bool = False) -> int:
-        if Path(dst).exists() and not force:  # before the work; atomic_write checks again
-            raise DataError(f"{dst} exists; pass --force to overwrite it")
-        rgb, colour = load_input_image(src)
+    # ----- files (the command line) ---------------------------------------------------------------------------
+    def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False) -> int:
+        check_output(dst, force)  # before the work; atomic_write checks again when it publishes
+        rgb, colour = load_image(src, self.max_pixels, lambda w, h: self.check_size(w, h, decode=False))
         data = self.encode(rgb, level, colour)
         atomic_write(dst, data, force)
         return len(data)
 
     def decompress_file(self, src: Path, dst: Path, force: bool = False) -> Header:
-        if Path(dst).exists() and not force:
-            raise DataError(f"{dst} exists; pass --force to overwrite it")
-        data = read_bitstream(src)
-        rgb, header = self.decode_with_header(data)
-        atomic_write(dst, png_bytes(output_image(rgb, header.colour)), force)
+        check_output(dst, force)
+        rgb, header = self.decode_with_header(read_bitstream(src))
+        im = output_image(rgb, header.colour)
+        del rgb
+        atomic_write(dst, lambda f: im.save(f, format="PNG"), force)
         return header
 
 

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from . import paths
 from .errors import DataError
+from .imageio import read_image  # the project's one image reader (also for metrics and compress)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -76,21 +77,6 @@ def check_data_dir(root: Path) -> Path:
     if not any(p.is_dir() for p in root.iterdir()):
         raise DataError(f"dataset folder {root} has no class sub-folders (<class>/<image> expected)")
     return root
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8 RGB (H, W, 3), applying its EXIF orientation."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.array(im.convert("RGB"))  # a writable copy: torch.from_numpy needs one
-    except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"not an image file but a folder: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def scan_dataset(root: Path, seed: int = 0, verify: bool = True, progress: bool = True):

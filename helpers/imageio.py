@@ -66,9 +66,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
             im = ImageOps.exif_transpose(im)
             return image_to_rgb(im)
     except FileNotFoundError:
-        raise DataError(f"input image not found: {path}") from None
+        raise DataError(f"image not found: {path}") from None
     except IsADirectoryError:
-        raise DataError(f"input is a folder, not an image: {path}") from None
+        raise DataError(f"{path} is a folder, not an image") from None
     except MemoryError:
         raise ResourceError(f"not enough memory to read image {path}") from None
     except DataError as exc:

@@ -12,6 +12,11 @@ Layout follows CompressAI (``g_a``, ``g_s``, ``h_a``, ``h_s``; entropy models ke
 
 Training uses additive uniform noise for the rate term and straight-through rounding for the synthesis
 input (Minnen & Singh 2020), so what is trained is what is decoded. Inference rounds.
+
+The model exposes transforms and entropy parameters only; the file (tiling, entropy coding, container, checks)
+is ``helpers.codec``'s. Levels: the model and ``LevelGain`` take a 0-based ``index`` (float allowed: between two
+trained levels the gains are interpolated log-linearly); files, the command line and ``LeafCodec`` use the
+1-based ``level`` (``index = level - 1``).
 """
 
 from __future__ import annotations
@@ -21,15 +26,14 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from compressai.models import CompressionModel
+from compressai.models.base import get_scale_table
 from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 from torch import nn
-
-# CompressAI's lower bound and table for Gaussian scales (Ballé et al. 2018).
-SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256, 64
 
 # Rate-distortion trade-offs, one per quality level (CompressAI convention: loss = bpp + lambda * 255^2 * MSE).
 # Chosen so that PlantVillage leaves span roughly 0.05-1 bpp (the shipped model's; see its model card).
@@ -61,16 +65,75 @@ def load_error_detail(exc: RuntimeError) -> str:
     return detail.rstrip(".")
 
 
-def scale_table() -> torch.Tensor:
-    return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
+def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad (N, C, H, W) on the bottom and right to a multiple of ``STRIDE`` (replicated pixels cost fewer
+    bits than zeros; the decoder crops them away)."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+
+
+class LevelGain(nn.Module):
+    """One channel-wise gain vector per quality level (gain units, Cui et al. 2021), stored as its logarithm.
+
+    ``forward(y, index)`` multiplies ``y`` by the gain of 0-based level ``index``: an integer tensor (one index per
+    batch item, training), an int, or a float between two trained levels, whose gain is interpolated
+    log-linearly (so the rate moves smoothly between levels). An integral float uses the trained vector as is."""
+
+    def __init__(self, log_gain: torch.Tensor):
+        super().__init__()
+        self.log = nn.Parameter(log_gain)
+
+    @property
+    def num_levels(self) -> int:
+        return self.log.shape[0]
+
+    def vector(self, index) -> torch.Tensor:
+        """The gains, shaped (B or 1, M, 1, 1) to multiply a latent."""
+        if torch.is_tensor(index) and not index.is_floating_point():
+            return self.log[index].exp()[:, :, None, None]
+        f = float(index)
+        if not 0 <= f <= self.num_levels - 1:
+            raise ValueError(f"level index {f} outside 0..{self.num_levels - 1}")
+        if f.is_integer():
+            log = self.log[int(f)]
+        else:
+            i, t = math.floor(f), f - math.floor(f)
+            log = self.log[i] * (1 - t) + self.log[i + 1] * t
+        return log.exp()[None, :, None, None]
+
+    def forward(self, y: torch.Tensor, index) -> torch.Tensor:
+        return y * self.vector(index)
+
+
+# State-dict keys of the gains as the shipped checkpoints store them (before the gains were a module).
+_LEGACY_KEYS = {"gain.log": "log_gain", "inv_gain.log": "log_inv_gain"}
+
+
+def _to_legacy_keys(module, state_dict, prefix, local_metadata):
+    for new, old in _LEGACY_KEYS.items():
+        if prefix + new in state_dict:
+            state_dict[prefix + old] = state_dict.pop(prefix + new)
+
+
+def _from_legacy_keys(module, state_dict, prefix, *args):
+    for new, old in _LEGACY_KEYS.items():
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
 class LeafHyperprior(CompressionModel):
-    """Mean-scale hyperprior with quality-level gain units. ``level`` is 0-based inside the model."""
+    """Mean-scale hyperprior with quality-level gain units (``gain`` before rounding, ``inv_gain`` after)."""
 
-    def __init__(self, N: int = 64, M: int = 96, lambdas=DEFAULT_LAMBDAS):
+    def __init__(self, N: int = 64, M: int = 128, lambdas=DEFAULT_LAMBDAS):
         super().__init__()
         self.N, self.M = N, M
+        lambdas = torch.tensor(lambdas, dtype=torch.float32)
+        self.register_buffer("lambdas", lambdas)
+        # Gains start at the optimum for a uniform quantiser (step ~ lambda^-1/2), relative to the middle level.
+        # Registered first, so that the parameters keep the order they had as plain attributes (optimiser state).
+        log_gain = 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])
+        self.gain = LevelGain(log_gain[:, None].repeat(1, M))
+        self.inv_gain = LevelGain(-log_gain[:, None].repeat(1, M))
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
 
@@ -91,30 +154,28 @@ class LeafHyperprior(CompressionModel):
             deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
             conv(M * 3 // 2, M * 2, stride=1, kernel_size=3),
         )  # fmt: skip
-
-        lambdas = torch.tensor(lambdas, dtype=torch.float32)
-        self.register_buffer("lambdas", lambdas)
-        # Gains start at the optimum for a uniform quantiser (step ~ lambda^-1/2), relative to the middle level.
-        log_gain = 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])
-        self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, M))
-        self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, M))
-        self._h_s64 = None  # float64 copy of h_s used for coding (see _entropy_parameters)
+        self._coding = {}  # a plain dict, not a submodule: the float64 copy of h_s (see h_s64), not in state_dict
         # Synthesis input in training: rounded with a straight-through gradient, or the noisy latent.
         self.ste_synthesis = True
+        self.register_state_dict_post_hook(_to_legacy_keys)
+        self.register_load_state_dict_pre_hook(_from_legacy_keys)
 
     @property
     def num_levels(self) -> int:
         return int(self.lambdas.numel())
 
-    def _gains(self, level: torch.Tensor):
-        g = self.log_gain[level].exp()[:, :, None, None]
-        ig = self.log_inv_gain[level].exp()[:, :, None, None]
-        return g, ig
+    @property
+    def log_gain(self) -> nn.Parameter:
+        return self.gain.log
+
+    @property
+    def log_inv_gain(self) -> nn.Parameter:
+        return self.inv_gain.log
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
-        """Training/evaluation pass with noise (rate) and straight-through rounding (synthesis)."""
-        gain, inv_gain = self._gains(level)
-        y = self.g_a(x).float() * gain
+        """Training/evaluation pass with noise (rate) and straight-through rounding (synthesis); ``level`` holds
+        one 0-based index per image."""
+        y = self.gain(self.g_a(x).float(), level)
         # The hyperprior is small; keep it in float32 even under autocast so the entropy model is exact.
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = self.h_a(y)
@@ -122,27 +183,31 @@ class LeafHyperprior(CompressionModel):
             means, scales = self.h_s(z_hat).chunk(2, 1)
             y_noisy, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
             y_hat = quantize_ste(y - means) + means if self.ste_synthesis else y_noisy
-        x_hat = self.g_s(y_hat * inv_gain).float()
+        x_hat = self.g_s(self.inv_gain(y_hat, level)).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    # ----- coding -------------------------------------------------------------------------------------
+    # ----- what coding needs (helpers.codec runs these on tiles) ------------------------------------------
     def update(self, scale_table_=None, force: bool = False) -> bool:
         """Build the CDF tables the rANS coder needs; must run once after training/loading."""
-        self._h_s64 = None
+        self._coding.clear()
         if scale_table_ is None:
-            scale_table_ = scale_table()
+            scale_table_ = get_scale_table()
         updated = self.gaussian_conditional.update_scale_table(scale_table_, force=force)
         updated |= super().update(force=force)
         return updated
+
+    @property
+    def h_s64(self) -> nn.Module:
+        """The float64 copy of ``h_s`` that coding runs (built on first use; ``update`` discards it)."""
+        if "h_s64" not in self._coding:
+            self._coding["h_s64"] = copy.deepcopy(self.h_s).double().eval().requires_grad_(False)
+        return self._coding["h_s64"]
 
     @torch.no_grad()
     def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
         """h_s in float64: encoder and decoder must agree bit-for-bit on the scale indexes (a float32 difference
         could flip one and derail rANS). Returns the raw (means, scales) parameters, float64."""
-        if self._h_s64 is None:
-            self._h_s64 = copy.deepcopy(self.h_s).double().eval()
-        with single_thread():
-            return self._h_s64(z_hat.double())
+        return self.h_s64(z_hat.double())
 
     def entropy_parameters(self, params: torch.Tensor):
         """Means (float64) and scale indexes of y from h_s's output; shared by every backend of the decoder."""
@@ -152,31 +217,32 @@ class LeafHyperprior(CompressionModel):
         indexes = self.gaussian_conditional.build_indexes(scales.float())
         return means, indexes
 
-    def _entropy_parameters(self, z_hat: torch.Tensor):
-        return self.entropy_parameters(self.hyper_synthesis(z_hat))
+    @torch.no_grad()
+    def analyse(self, x: torch.Tensor, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scaled latent ``y`` and hyper-latent ``z`` of a padded image batch (before rounding)."""
+        y = self.gain(self.g_a(x), index)
+        return y, self.h_a(y)
 
     @torch.no_grad()
-    def analyse(self, x: torch.Tensor, level: int):
-        """Integer symbols of ``y`` and ``z`` for one padded image batch (no entropy coding)."""
-        gain, _ = self._gains(torch.tensor([level], device=x.device))
-        with single_thread():
-            y = self.g_a(x) * gain
-            z = self.h_a(y)
-        return y, z
+    def synthesis(self, y_hat: torch.Tensor, index) -> torch.Tensor:
+        """Pixels in [0, 1] from the dequantised latent (``symbols + means``) at 0-based level ``index``."""
+        return self.g_s(self.inv_gain(y_hat, index)).clamp_(0, 1)
 
     @torch.no_grad()
     def bits_map(self, x: torch.Tensor, level: int, include_z: bool = True) -> torch.Tensor:
         """Ideal code length in bits (-log2 p) of every latent position of one padded image, shape (H/16, W/16).
 
-        Uses what the coder uses: ``y``'s rounded symbols (as in ``compress``) under Gaussians with the float64
-        means and the *quantised* scales of the scale table, summed over channels. With ``include_z`` each
-        hyper-latent position's bits (factorised prior) are spread evenly over the 4x4 latent positions it
-        conditions. The total is within a few percent of the two rANS streams (which add the coder's final
-        state, word padding and the 16-bit rounding of the CDFs). ``level`` is 0-based, as elsewhere here.
+        Uses what the coder uses: ``y``'s rounded symbols under Gaussians with the float64 means and the
+        *quantised* scales of the scale table, summed over channels (for images larger than one coding tile
+        the coder's hyper-synthesis runs per tile, which changes the means in the last bits only). With
+        ``include_z`` each hyper-latent position's bits (factorised prior) are spread evenly over the 4x4 latent
+        positions it conditions. The total is within a few percent of the rANS streams (which add the coder's
+        final states, word padding and the 16-bit rounding of the CDFs). ``level`` is the 0-based index.
         """
-        y, z = self.analyse(x[:1], level)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)  # = decompress(compress(z))
-        means, indexes = self._entropy_parameters(z_hat)
+        with single_thread():
+            y, z = self.analyse(x[:1], level)
+            z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)  # = decompress(compress(z))
+            means, indexes = self.entropy_parameters(self.hyper_synthesis(z_hat))
         gc = self.gaussian_conditional
         symbols = torch.round(y.double() - means)
         scales = gc.scale_table[indexes.long()]
@@ -188,37 +254,3 @@ class LeafHyperprior(CompressionModel):
             z_bits = -torch.log2(z_likelihoods).sum(1)[0]
             bits = bits + z_bits.repeat_interleave(4, 0).repeat_interleave(4, 1) / 16
         return bits
-
-    @torch.no_grad()
-    def compress(self, x: torch.Tensor, level: int) -> dict:
-        y, z = self.analyse(x, level)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        means, indexes = self._entropy_parameters(z_hat)
-        symbols = torch.round(y.double() - means).int()
-        y_strings = self.gaussian_conditional.compress(symbols.float(), indexes, means=None)
-        return {
-            "strings": [y_strings, z_strings],
-            "z_shape": tuple(z.shape[-2:]),
-            "symbols": symbols,
-        }
-
-    @torch.no_grad()
-    def decode_symbols(self, y_strings, z_strings, z_shape):
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z_shape)
-        means, indexes = self._entropy_parameters(z_hat)
-        symbols = self.gaussian_conditional.decompress(y_strings, indexes).int()
-        return symbols, means
-
-    @torch.no_grad()
-    def synthesise(self, symbols: torch.Tensor, means: torch.Tensor, level: int) -> torch.Tensor:
-        _, inv_gain = self._gains(torch.tensor([level], device=symbols.device))
-        y_hat = (symbols.double() + means).float()
-        with single_thread():
-            return self.g_s(y_hat * inv_gain).clamp_(0, 1)
-
-    @torch.no_grad()
-    def decompress(self, strings, z_shape, level: int) -> dict:
-        y_strings, z_strings = strings
-        symbols, means = self.decode_symbols(y_strings, z_strings, z_shape)
-        return {"x_hat": self.synthesise(symbols, means, level), "symbols": symbols}

@@ -47,11 +47,11 @@ def synthetic_leaf(seed: int = 0, size: int = 256) -> np.ndarray:
 
 def leaves(n: int, real: bool = False) -> list[np.ndarray]:
     """``n`` test-split leaves; without PlantVillage, synthetic ones unless ``real`` (then the test skips)."""
-    from helpers.codec import load_input_image
+    from helpers.imageio import read_image
 
     if not real and not paths.data_dir().is_dir():
         return [synthetic_leaf(i) for i in range(n)]
-    return [load_input_image(p)[0] for p in leaf_paths(n)]
+    return [read_image(p) for p in leaf_paths(n)]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,9 +7,11 @@ import onnx
 import pytest
 import torch
 from codec_samples import leaves
+from torch import nn
 
 from helpers import export
-from helpers.codec import LeafCodec, load_model
+from helpers.checkpoints import load_model
+from helpers.codec import LeafCodec
 from helpers.model import single_thread
 
 
@@ -30,7 +32,7 @@ def exported(shipped, tmp_path_factory):
 
 def test_onnx_files_are_valid_with_dynamic_sizes(exported, shipped):
     _, sha = shipped
-    for part in export.PARTS:
+    for part in export.ONNX_PARTS:
         path = exported / f"{part}.onnx"
         onnx.checker.check_model(str(path), full_check=True)
         proto = onnx.load(str(path))
@@ -41,38 +43,46 @@ def test_onnx_files_are_valid_with_dynamic_sizes(exported, shipped):
         assert all(d.dim_param for d in (dims[0], dims[2], dims[3])), (
             f"{part}: batch/height/width must be dynamic"
         )
-    h_s = onnx.load(str(exported / "h_s.onnx"))
-    assert h_s.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
-    assert not {"Conv", "ConvTranspose", "LeakyRelu"} & {n.op_type for n in h_s.graph.node}
+    # ONNX Runtime has no float64 convolutions: the hyper-synthesis stays in PyTorch (TorchScript file only).
+    assert not (exported / "h_s.onnx").exists() and (exported / "h_s.pt").is_file()
+
+
+def test_export_exports_the_models_own_modules(shipped):
+    """No re-implementation: export.py defines no module of its own and hands out the model's modules."""
+    model, _ = shipped
+    classes = [v for v in vars(export).values() if isinstance(v, type) and v.__module__ == export.__name__]
+    assert not [c for c in classes if issubclass(c, nn.Module)]
+    mods = export.export_modules(model)
+    assert mods["g_a"] is model.g_a and mods["h_a"] is model.h_a and mods["g_s"] is model.g_s
+    assert mods["h_s"] is model.h_s64 and next(mods["h_s"].parameters()).dtype == torch.float64
 
 
 @pytest.mark.parametrize("height, width", [(64, 128), (192, 64), (320, 256)])
 def test_onnx_runs_at_other_sizes(exported, shipped, height, width):
     model, _ = shipped
-    for part in export.PARTS:
-        inputs = export.example_inputs(model, part, height, width, level=4)
+    for part in export.ONNX_PARTS:
+        inputs = export.example_inputs(model, part, height, width)
         with torch.no_grad(), single_thread():
             expected = export.export_modules(model)[part](*inputs)
         sess = export._session(str(exported / f"{part}.onnx"))
         out = sess.run(None, {n: t.numpy() for n, t in zip(export.INPUT_NAMES[part], inputs)})[0]
         assert out.shape == tuple(expected.shape)
-        tol = 1e-10 if part == "h_s" else 1e-3
-        assert np.abs(out - expected.numpy()).max() < tol, part
+        assert np.abs(out - expected.numpy()).max() < 1e-3, part
 
 
 def test_parity_with_pytorch_on_leaves(exported, shipped):
-    """TorchScript reproduces PyTorch exactly; ONNX Runtime to float32 rounding (float64 for h_s, whose means
-    and scale indexes must come out identical: they select the rANS tables)."""
+    """TorchScript reproduces PyTorch exactly (float64 h_s included: its means and scale indexes must come out
+    identical, they select the rANS tables); ONNX Runtime to float32 rounding."""
     model, _ = shipped
     checks = export.cases(leaves(2), range(1, model.num_levels + 1))
     rows = export.parity(model, checks, exported, exported)
-    assert len(rows) == 2 * model.num_levels * len(export.PARTS) * 2
+    assert len(rows) == 2 * model.num_levels * (len(export.PARTS) + len(export.ONNX_PARTS))
     for r in rows:
         label = f"{r['format']} {r['part']} image {r['image']} level {r['level']}"
         if r["format"] == "TorchScript":
             assert r["max_abs_diff"] == 0, label
-        elif r["part"] == "h_s":
-            assert r["max_abs_diff"] < 1e-10 and r["same_means"] and r["same_indexes"], label
+            if r["part"] == "h_s":
+                assert r["same_means"] and r["same_indexes"], label
         else:
             assert r["max_abs_diff"] < 1e-4 and r["psnr_db"] > 100, (label, r)
 
@@ -81,6 +91,7 @@ def test_onnx_backend_decodes_within_the_stated_tolerance(exported):
     pt, ort = LeafCodec(), LeafCodec(backend="onnx")
     images = leaves(2)
     images.append(np.ascontiguousarray(images[0][:65, :129]))
+    images.append(np.ascontiguousarray(np.tile(images[1], (3, 3, 1))[:600, :700]))  # 2x2 transform tiles
     rows = export.decode_parity(pt, ort, export.cases(images, pt.levels))
     assert len(rows) == len(images) * len(pt.levels)
     for r in rows:
@@ -94,8 +105,9 @@ def test_the_parity_table(exported, shipped, tmp_path):
     part_rows = export.parity(model, checks, exported, exported)
     decode_rows = export.decode_parity(LeafCodec(), LeafCodec(backend="onnx"), checks)
     table = export.summary_table(part_rows, decode_rows, export.file_sizes(exported))
-    assert list(table.component) == [p for p in export.PARTS for _ in range(2)] + ["decoder (pixels)"] * 2
-    assert table.file_MB.iloc[:8].gt(0).all()
+    parts = [p for p in export.PARTS for fmt in ("pt", "onnx") if fmt == "pt" or p in export.ONNX_PARTS]
+    assert list(table.component) == parts + ["decoder (pixels)"] * 2
+    assert table.file_MB.iloc[: len(parts)].gt(0).all()
     assert table.decode_ms_median.iloc[-2:].gt(0).all()
     csv_path, md_path = export.save_table(table, "export_parity", tmp_path)
     assert csv_path.is_file() and md_path.read_text().count("\n") == len(table) + 2
@@ -105,7 +117,7 @@ def test_a_stale_export_is_never_used(shipped, tmp_path):
     """ONNX files from another checkpoint (the shipped one will be replaced) are ignored, not trusted."""
     model, sha = shipped
     (tmp_path / "g_s.onnx").write_bytes(export.onnx_bytes(model, "g_s", "0" * 64))
-    (tmp_path / "h_s.onnx").write_bytes(b"not onnx")
-    for part in ("g_s", "h_s"):
+    (tmp_path / "g_a.onnx").write_bytes(b"not onnx")
+    for part in ("g_s", "g_a"):
         sess = export.load_onnx(model, sha, part, tmp_path)
         assert sess.get_modelmeta().custom_metadata_map["weights_sha256"] == sha

@@ -24,11 +24,12 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from codec_samples import leaves, tmp_leftovers
 
-from helpers.codec import LATENT_LIMIT, MAGIC, LeafCodec, pack, parse
-from helpers.errors import CodecError
+from helpers.codec import FORMAT_VERSION, LATENT_LIMIT, MAGIC, LeafCodec, pack, parse
+from helpers.errors import CodecError, ResourceError
 from helpers.model import STRIDE
 
 SEED = 20240611
@@ -36,6 +37,7 @@ CASE_SECONDS = 10.0  # a case taking longer fails the test
 HANG_SECONDS = 120  # the watchdog ends the process (a hang in C code cannot be interrupted otherwise)
 CLEAR = re.compile(
     r"not a \.leaf file|truncated|corrupted|checksum|format version|written by model|unknown quality level"
+    r"|too large: .* exceeds the limit|within the memory budget: it needs about .*, the budget is"
 )
 
 
@@ -43,15 +45,18 @@ CLEAR = re.compile(
 def fields(data: bytes) -> dict:
     """The container's fields, to rebuild a file with some of them changed (and a valid checksum)."""
     h = parse(data)
-    z0 = h.payload_offset + 4
-    y0 = z0 + h.z_len + 4
     return {"model_name": h.model_name, "weights_hash": h.weights_hash, "level": h.level, "colour": h.colour,
-            "height": h.height, "width": h.width, "symbols_crc": h.symbols_crc,
-            "z": data[z0 : z0 + h.z_len], "y": data[y0 : y0 + h.y_len]}  # fmt: skip
+            "height": h.height, "width": h.width, "symbols_crc": h.symbols_crc, "streams": list(h.streams)}  # fmt: skip
 
 
 def repack(data: bytes, **changes) -> bytes:
     return pack(**{**fields(data), **changes})
+
+
+def with_stream(data: bytes, i: int, stream: bytes) -> bytes:
+    streams = fields(data)["streams"]
+    streams[i] = stream
+    return repack(data, streams=streams)
 
 
 def recrc(body: bytes) -> bytes:
@@ -59,15 +64,21 @@ def recrc(body: bytes) -> bytes:
     return body[:-4] + struct.pack("<I", zlib.crc32(body[:-4]))
 
 
+def _varint_len(n: int) -> int:
+    return max(1, -(-n.bit_length() // 7))
+
+
 def boundaries(data: bytes) -> list[int]:
-    """Offsets where the container's sections start (magic, version, name, ..., y stream, checksum)."""
+    """Offsets where the container's sections start (magic, version, name, ..., each stream, checksum)."""
     h = parse(data)
     nl = data[5]
-    p0 = 14 + nl
-    z0 = h.payload_offset + 4
-    y0 = z0 + h.z_len + 4
-    return [0, 4, 5, 6, 6 + nl, p0, p0 + 1, p0 + 2, p0 + 6, p0 + 10, p0 + 14, z0, z0 + h.z_len, y0,
-            y0 + h.y_len, len(data) - 4]  # fmt: skip
+    p0 = 14 + nl  # level
+    out = [0, 4, 5, 6, 6 + nl, p0, p0 + 2, p0 + 3, p0 + 7, p0 + 11, p0 + 15]
+    pos = p0 + 15 + _varint_len(len(h.streams))
+    for s in h.streams:
+        out += [pos, pos + _varint_len(len(s))]
+        pos += _varint_len(len(s)) + len(s)
+    return out + [len(data) - 4]
 
 
 def _rand(rng: random.Random, n: int) -> bytes:
@@ -131,36 +142,59 @@ def mutations(data: bytes, rng: random.Random, levels: int, scale: int = 1, ever
     for _ in range(40 * scale):
         yield "random after magic", MAGIC + _rand(rng, rng.randint(0, 600))
     for _ in range(40 * scale):
-        yield "random after version", MAGIC + b"\x01" + _rand(rng, rng.randint(0, 600))
+        yield "random after version", MAGIC + bytes([FORMAT_VERSION]) + _rand(rng, rng.randint(0, 600))
     for i in range(4):
         yield "wrong magic", data[:i] + bytes([data[i] ^ 0x20]) + data[i + 1 :]
     yield "wrong magic", b"\x89PNG\r\n\x1a\n" + data[8:]
-    for version in (0, 2, 3, 17, 255):
+    for version in (0, 1, FORMAT_VERSION + 1, 17, 255):
         yield "other version", recrc(data[:4] + bytes([version]) + data[5:])
     for _ in range(10 * scale):
         yield "other model (valid checksum)", repack(data, weights_hash=_rand(rng, 8))
     yield "other model (valid checksum)", repack(data, model_name="leaf-hyperprior-v2")
     yield "other model (valid checksum)", repack(data, model_name="")
-    for level in (0, levels + 1, 255):
+    for level in (0, 0.5, levels + 0.25, levels + 1, 255, 65535 / 256):
         yield "level (valid checksum)", repack(data, level=level)
-    for colour in (3, 255):
+    for colour in (4, 255):
         yield "colour (valid checksum)", repack(data, colour=colour)
-    for h, w in ((0, f["width"]), (f["height"], 0), (2**32 - 1, 1), (20000, 20000), (f["height"] + 64, f["width"]),
-                 (f["height"], f["width"] + 200), (f["height"] * 5, f["width"] * 3)):  # fmt: skip
-        yield "size (valid checksum)", repack(data, height=h, width=w)
+    yield from forged_sizes(data, quick=scale == 1)
     for _ in range(5 * scale):
         yield "symbol CRC (valid checksum)", repack(data, symbols_crc=rng.getrandbits(32))
+    streams = f["streams"]
+    yield "stream count (valid checksum)", repack(data, streams=streams + streams[-1:])
+    yield "stream count (valid checksum)", repack(data, streams=streams[:-1])
     for _ in range(5 * scale):  # lengths that are not whole rANS words
-        z = f["z"] + _rand(rng, rng.randint(1, 3))
-        yield "stream length (valid checksum)", repack(data, z=z) if rng.random() < 0.5 else repack(data, y=z)
+        i = rng.randrange(len(streams))
+        yield (
+            "stream length (valid checksum)",
+            with_stream(data, i, streams[i] + _rand(rng, rng.randint(1, 3))),
+        )
     for _ in range(150 * scale):
-        which = rng.choice(("z", "y"))
+        i = rng.randrange(len(streams))
+        which = "z" if i == 0 else "y"
         yield (
             f"{which} stream garbled (valid checksum)",
-            repack(data, **{which: _garble_stream(rng, f[which])}),
+            with_stream(data, i, _garble_stream(rng, streams[i])),
         )
-    yield "streams swapped (valid checksum)", repack(data, z=f["y"], y=f["z"])
-    yield "streams empty (valid checksum)", repack(data, z=b"", y=b"")
+    yield "streams swapped (valid checksum)", repack(data, streams=streams[::-1])
+    yield "streams empty (valid checksum)", repack(data, streams=[b""] * len(streams))
+
+
+def forged_sizes(data: bytes, quick: bool):
+    """Headers (valid checksum) claiming another size: with the stream count left as it is (refused when the
+    parser counts the size's tiles), and with as many streams as the size needs (refused by the pixel limit, the
+    memory budget or, within both, the streams themselves), without ever allocating for the claimed size."""
+    f = fields(data)
+    h, w = f["height"], f["width"]
+    for hw in ((0, w), (h, 0), (2**32 - 1, 1), (20000, 20000), (h + 64, w), (h, w + 200), (h * 5, w * 3)):
+        yield "size (valid checksum)", repack(data, height=hw[0], width=hw[1])
+    sizes = [(14000, 14000), (8000, 8000), (100_000, 10_000)] + ([] if quick else [(1, 200_000_000)])
+    for fh, fw in sizes:
+        count = 1 + -(-fh // 1024) * -(-fw // 1024)  # coding tiles of 64 latents (1024 pixels)
+        streams = f["streams"][:1] + [bytes(8)] * (count - 1)
+        yield (
+            "size with its stream count (valid checksum)",
+            repack(data, height=fh, width=fw, streams=streams),
+        )
 
 
 # ----- running a campaign -------------------------------------------------------------------------------------
@@ -171,7 +205,7 @@ def expect_refusal(codec: LeafCodec, data: bytes, folder: Path, label: str) -> s
     t0 = time.perf_counter()
     try:
         codec.decompress_file(src, dst)
-    except CodecError as exc:
+    except (CodecError, ResourceError) as exc:
         msg = str(exc)
     except Exception as exc:  # noqa: BLE001 - any other exception is the failure we look for
         pytest.fail(f"{label}: {type(exc).__name__} instead of CodecError: {exc}")
@@ -213,7 +247,9 @@ def _bases(codec, size: int, levels) -> dict:
 
 @pytest.fixture(scope="module")
 def small_files(codec):
-    return _bases(codec, 64, (1, codec.levels[-1]))
+    """64x64 files at the lowest and highest level, and a 64x1088 one: two coding tiles, two latent streams."""
+    wide = np.ascontiguousarray(np.tile(leaves(1)[0], (1, 5, 1))[96:160, :1088])
+    return {**_bases(codec, 64, (1, codec.levels[-1])), "64x1088 level 1": codec.encode(wide, 1)}
 
 
 def test_the_unmutated_files_decode(codec, small_files, tmp_path):
@@ -239,12 +275,12 @@ def test_fuzz_onnx_backend_payloads(small_files, tmp_path):
     rng = random.Random(SEED + 1)
     n = 0
     for name, data in small_files.items():
-        f = fields(data)
+        streams = fields(data)["streams"]
         for _ in range(60):
-            which = rng.choice(("z", "y"))
-            mutated = repack(data, **{which: _garble_stream(rng, f[which])})
+            i = rng.randrange(len(streams))
+            mutated = with_stream(data, i, _garble_stream(rng, streams[i]))
             if mutated != data:
-                expect_refusal(ort, mutated, tmp_path, f"onnx, {name}, {which} #{n}")
+                expect_refusal(ort, mutated, tmp_path, f"onnx, {name}, stream {i} #{n}")
                 n += 1
     assert n >= 100
 
@@ -257,6 +293,7 @@ def _refusal(codec, data, tmp_path):
 def test_named_damage_gets_a_specific_message(codec, small_files, tmp_path):
     data = next(iter(small_files.values()))
     f = fields(data)
+    z, y = f["streams"]
     cases = [
         (b"", "not a .leaf file"),
         (b"GIF89a" + data[6:], "not a .leaf file"),
@@ -265,16 +302,21 @@ def test_named_damage_gets_a_specific_message(codec, small_files, tmp_path):
         (_flip(random.Random(0), data, 1), "checksum mismatch"),
         (data + b"\0", "checksum mismatch"),
         (recrc(data + b"\0\0\0\0"), "unexpected bytes after the checksum"),
-        (recrc(data[:4] + b"\x02" + data[5:]), "newer than this decoder"),
+        (recrc(data[:4] + bytes([FORMAT_VERSION + 1]) + data[5:]), "newer than this decoder"),
+        (recrc(data[:4] + b"\x01" + data[5:]), "re-encode the image"),
         (repack(data, weights_hash=bytes(8)), "pass the matching --checkpoint"),
         (repack(data, level=9), "unknown quality level 9"),
+        (repack(data, level=0.5), "unknown quality level 0.5"),
         (repack(data, colour=7), "unknown colour mode"),
         (repack(data, height=0), "implausible image size"),
-        (repack(data, z=f["z"][:-1]), "not a valid rANS stream length"),
+        (repack(data, height=5000), "2 streams for a 64x5000 image, which has 6"),
+        (repack(data, streams=[z, y, y]), "3 streams for a 64x64 image, which has 2"),
+        (repack(data, streams=[z[:-1], y]), "not a valid rANS stream length"),
         (repack(data, symbols_crc=f["symbols_crc"] ^ 1), "symbol checksum mismatch"),
-        (repack(data, z=b"\xff" * 4096), "corrupted hyper-latent stream"),
-        (repack(data, y=b"\xff" * 4096), "symbol checksum mismatch"),
-        (repack(data, y=f["y"][:-4] + bytes([f["y"][-4] ^ 1]) + f["y"][-3:]), "latent"),
+        (repack(data, streams=[b"\xff" * 4096, y]), "corrupted hyper-latent stream"),
+        (repack(data, streams=[z, b"\xff" * 4096]), "corrupted latent stream 1"),
+        (repack(data, streams=[z, y[:-4] + bytes([y[-4] ^ 1]) + y[-3:]]), "latent"),
+        (repack(data, height=100_000, width=10_000, streams=[z] + [bytes(8)] * 980), "exceeds the limit of"),
     ]
     for mutated, expected in cases:
         msg = _refusal(codec, mutated, tmp_path)
@@ -289,21 +331,22 @@ def test_a_stream_that_decodes_to_huge_values_is_refused_quickly(codec, small_fi
     model = codec.model
     data = next(iter(small_files.values()))
     f = fields(data)
+    z, y = f["streams"]
     z_shape = (-(-f["height"] // STRIDE), -(-f["width"] // STRIDE))
-    z_hat = model.entropy_bottleneck.decompress([f["z"]], z_shape)
+    z_hat = model.entropy_bottleneck.decompress([z], z_shape)
     huge_z = z_hat.clone()
     huge_z.view(-1)[0] = 2 * LATENT_LIMIT
-    mutated = repack(data, z=model.entropy_bottleneck.compress(huge_z)[0])
+    mutated = repack(data, streams=[model.entropy_bottleneck.compress(huge_z)[0], y])
     assert "corrupted hyper-latent stream: it decodes to implausible values" in _refusal(
         codec, mutated, tmp_path
     )
 
     _, indexes = model.entropy_parameters(model.hyper_synthesis(z_hat))
-    symbols = model.gaussian_conditional.decompress([f["y"]], indexes).int()
+    symbols = model.gaussian_conditional.decompress([y], indexes).int()
     symbols.view(-1)[-1] = -2 * LATENT_LIMIT
     y = model.gaussian_conditional.compress(symbols.float(), indexes)[0]
     crc = zlib.crc32(symbols.numpy().astype("<i4").tobytes())
-    mutated = repack(data, y=y, symbols_crc=crc)
+    mutated = repack(data, streams=[z, y], symbols_crc=crc)
     assert "corrupted latent stream: it decodes to implausible values" in _refusal(codec, mutated, tmp_path)
 
 
