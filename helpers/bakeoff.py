@@ -49,7 +49,9 @@ def train_all(names=BAKEOFF, steps: int | None = None) -> None:
 
 
 def validation_images(n_leaves: int = 24) -> dict[str, list[np.ndarray]]:
-    leaves = load_array(split_paths(read_manifest(paths.MANIFEST), "val", paths.data_dir(), n_leaves), progress=False)
+    leaves = load_array(
+        split_paths(read_manifest(paths.MANIFEST), "val", paths.data_dir(), n_leaves), progress=False
+    )
     photos = []
     for p in photo_split("val"):
         img = read_image(p)
@@ -110,7 +112,9 @@ def rd_points(names=BAKEOFF, n_leaves: int = 24) -> pd.DataFrame:
     torch.set_num_threads(1)  # the shipped codec's rule: one image, one thread (deterministic files)
     for set_name, images in sets.items():
         for q in AVIF_QUALITIES:
-            rows += [{"set": set_name, "codec": "avif444s4", "setting": q, **code_avif(im, q)} for im in images]
+            rows += [
+                {"set": set_name, "codec": "avif444s4", "setting": q, **code_avif(im, q)} for im in images
+            ]
         for name in names:
             model, step = load_candidate(name)
             for level in range(model.num_levels):
@@ -138,8 +142,11 @@ def main(argv=None) -> int:
     p.add_argument("what", choices=("train", "evaluate"))
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--out", type=Path, default=paths.OUTPUTS / "results" / "bakeoff_points.csv")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.what == "train":
         train_all(args.only, args.steps)
         return 0
