@@ -101,6 +101,16 @@ def test_evaluate_rows_columns_and_rates(tmp_path):
     assert timing_only[list(evaluate.QUALITY_COLUMNS)].isna().all().all() and len(timing_only) == 2
 
 
+def test_evaluate_in_forked_workers_gives_the_same_rows_in_order():
+    images = [synthetic_leaf(i, size=32)[:24] for i in range(5)]
+    codecs = [_grey_codec(), _grey_codec("other", (3,))]
+    alone = evaluate.evaluate(codecs, images, lpips=False, progress=False)
+    forked = evaluate.evaluate(codecs, images, lpips=False, workers=2, progress=False)
+    same = [c for c in evaluate.CSV_COLUMNS if not c.endswith("_ms")]
+    assert len(forked) == 5 * 3 and forked[same].equals(alone[same])
+    assert evaluate.forked_map(len, list(range(37)), 2, progress=False) == [3] * 12 + [1]
+
+
 def test_evaluate_rejects_a_codec_that_decodes_the_wrong_size():
     broken = Codec("broken", (1,), lambda img, s: b"x", lambda data: np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(CodecError, match="broken at setting 1 decoded to uint8"):
