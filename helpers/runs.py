@@ -16,11 +16,6 @@ from . import paths
 from .errors import CheckpointError
 
 
-def portable_path(path: Path) -> str:
-    path = Path(path).resolve()
-    return path.relative_to(paths.ROOT).as_posix() if path.is_relative_to(paths.ROOT) else str(path)
-
-
 def run_config(run_dir: Path) -> dict:
     """A training run's recipe, as ``train`` wrote it to ``run_dir/config.json``."""
     config = Path(run_dir) / "config.json"

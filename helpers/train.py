@@ -35,12 +35,12 @@ from .runs import (  # noqa: F401  (run_config .. training_hours: the run-folder
     atomic_save,
     drop_log_rows_after,
     load_checkpoint,
-    portable_path,
     run_config,
     run_stages,
     stage_logs,
     training_hours,
 )
+from .tables import relative_name
 
 MSSSIM_WEIGHT = 2000.0  # brings (1 - MS-SSIM) to the scale of 255^2 * MSE at typical operating points
 
@@ -184,7 +184,7 @@ class RateDistortionLoss(nn.Module):
         return {"loss": loss.mean(), "bpp": bpp.detach(), "mse": mse.detach()}
 
 
-class _TrainStep(nn.Module):
+class TrainStep(nn.Module):
     """Model + aux loss in one forward so DDP synchronises the entropy bottleneck's quantiles too."""
 
     def __init__(self, model: LeafHyperprior):
@@ -319,7 +319,7 @@ def resolve_config(run_dir: Path, cfg, overrides, init_from):
     inherited = {k: v for k, v in init["config"].items() if k in arch_keys} if init else {}
     base = asdict(cfg) if cfg is not None else {**asdict(TrainConfig()), **inherited}
     cfg = TrainConfig.from_dict({**base, **overrides})
-    cfg.init_from = portable_path(init_from) if init_from is not None else None
+    cfg.init_from = relative_name(Path(init_from).resolve()) if init_from is not None else None
     return cfg, None, init
 
 
@@ -477,7 +477,7 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None 
             drop_log_rows_after(run_dir / log_name, st.step)
     root = Path(data_root) if data_root is not None else paths.data_dir()
     sampler, val_arr = build_data(cfg, root, manifest, st.generator, progress and rank == 0)
-    net = _TrainStep(st.model)
+    net = TrainStep(st.model)
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
