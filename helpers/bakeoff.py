@@ -24,7 +24,7 @@ from . import paths
 from .candidates import CANDIDATES, stream_bytes
 from .data import load_array, photo_split, read_image, read_manifest, split_paths
 from .metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
-from .train import TrainConfig, build_model, load_checkpoint, train
+from .train import TrainConfig, build_model, fine_tune_state, load_checkpoint, train
 
 RUNS = paths.OUTPUTS / "runs" / "bakeoff"
 # Ten levels from ~0.03 bpp up to archival quality (lambda on 255^2 * MSE, CompressAI's convention).
@@ -32,20 +32,30 @@ V2_LAMBDAS = (0.00015, 0.0004, 0.001, 0.0025, 0.006, 0.015, 0.035, 0.08, 0.18, 0
 RECIPE = dict(lambdas=V2_LAMBDAS, steps=1000, batch_size=8, crop=128, photo_share=0.5, lr=1e-3,
               decay_start=0.6, warmup_steps=200, checkpoint_every=250, log_every=50, val_every=1000)  # fmt: skip
 BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
+# Warm start: the entropy models on the shipped model's trained transforms and hyperprior (N=64, M=128), fine-tuned
+# on whole-leaf-sized crops with photos and the v2 levels; the context networks are the only new weights.
+WARM_RECIPE = dict(lambdas=V2_LAMBDAS, steps=600, batch_size=4, crop=256, photo_share=0.5, lr=2e-4,
+                   decay_start=0.25, warmup_steps=50, checkpoint_every=100, log_every=25, val_every=600)  # fmt: skip
+WARM = ("base", "channel", "elic")
 CONTAINER_OVERHEAD = 40  # bytes of a .leaf file besides its streams' bytes and their 4-byte lengths
 AVIF_BEST = dict(subsampling="4:4:4", speed=4)
 AVIF_QUALITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 PHOTO_CROP = 512  # validation photos are centre-cropped to this size to keep the bake-off quick
 
 
-def train_all(names=BAKEOFF, steps: int | None = None) -> None:
+def run_dir(name: str, warm: bool) -> Path:
+    return RUNS / (f"warm_{name}" if warm else name)
+
+
+def train_all(names=BAKEOFF, steps: int | None = None, warm: bool = False) -> None:
     for name in names:
-        overrides = {**RECIPE, "arch": name, **({"steps": steps} if steps else {})}
-        run = RUNS / name
+        overrides = {**(WARM_RECIPE if warm else RECIPE), "arch": name, **({"steps": steps} if steps else {})}
+        run = run_dir(name, warm)
         if (run / "last.pth.tar").exists():
             overrides = {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_every")}
-        print(f"== {name}", flush=True)
-        train(run, TrainConfig(), overrides=overrides, progress=False)
+        print(f"== {run.name}", flush=True)
+        init = paths.SHIPPED_CHECKPOINT if warm else None
+        train(run, TrainConfig(), overrides=overrides, init_from=init, progress=False)
 
 
 def validation_images(n_leaves: int = 24) -> dict[str, list[np.ndarray]]:
@@ -97,15 +107,31 @@ def code_avif(img: np.ndarray, quality: int) -> dict:
     return _row(img, rec, len(buf.getvalue()), t1 - t0, time.perf_counter() - t1)
 
 
-def load_candidate(name: str):
-    ckpt = load_checkpoint(RUNS / name / "last.pth.tar")
+# Keys of the gains in checkpoints written before the gains were model.LevelGain modules.
+_OLD_GAIN_KEYS = {
+    "gains.log_gain": "gain.log",
+    "gains.log_inv_gain": "inv_gain.log",
+    "gains.lambdas": "lambdas",
+}
+
+
+def load_candidate(run: str):
+    """A bake-off run's latest weights (``run``: its folder name in RUNS), or ``shipped``: today's model as the
+    ``base`` candidate."""
+    if run == "shipped":
+        ckpt = load_checkpoint(paths.SHIPPED_CHECKPOINT)
+        model = build_model(TrainConfig.from_dict({**ckpt["config"], "arch": "base"}))
+        model.load_state_dict(fine_tune_state(ckpt["model"], model), strict=False)
+        model.eval().update(force=True)
+        return model, ckpt.get("step", 0)
+    ckpt = load_checkpoint(RUNS / run / "last.pth.tar")
     model = build_model(TrainConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict({_OLD_GAIN_KEYS.get(k, k): v for k, v in ckpt["model"].items()})
     model.eval().update(force=True)
     return model, ckpt["step"]
 
 
-def rd_points(names=BAKEOFF, n_leaves: int = 24) -> pd.DataFrame:
+def rd_points(runs, n_leaves: int = 24) -> pd.DataFrame:
     """Per image set, codec and setting: mean bpp, PSNR, MS-SSIM dB and coding times."""
     sets = validation_images(n_leaves)
     rows = []
@@ -115,10 +141,10 @@ def rd_points(names=BAKEOFF, n_leaves: int = 24) -> pd.DataFrame:
             rows += [
                 {"set": set_name, "codec": "avif444s4", "setting": q, **code_avif(im, q)} for im in images
             ]
-        for name in names:
-            model, step = load_candidate(name)
+        for run in runs:
+            model, step = load_candidate(run)
             for level in range(model.num_levels):
-                rows += [{"set": set_name, "codec": name, "setting": level + 1, "step": step,
+                rows += [{"set": set_name, "codec": run, "setting": level + 1, "step": step,
                           **code_candidate(model, im, level)} for im in images]  # fmt: skip
     return pd.DataFrame(rows).groupby(["set", "codec", "setting"], as_index=False).mean(numeric_only=True)
 
@@ -143,14 +169,18 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--warm", action="store_true", help="the warm-started runs (from the shipped model)")
     p.add_argument("--out", type=Path, default=paths.OUTPUTS / "results" / "bakeoff_points.csv")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "train":
-        train_all(args.only, args.steps)
+        train_all(args.only, args.steps, args.warm)
         return 0
-    points = rd_points(args.only)
+    runs = ["shipped"] + [
+        run_dir(n, args.warm).name for n in args.only if (run_dir(n, args.warm) / "last.pth.tar").exists()
+    ]
+    points = rd_points(runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     points.to_csv(args.out, index=False)
     print(bd_vs_avif(points).to_string(index=False))

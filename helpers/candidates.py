@@ -30,6 +30,8 @@ from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import nn
 
+from .model import LevelGain
+
 # name -> (transform, N, M, entropy model)
 CANDIDATES = {
     "base": ("gdn", 64, 128, "hyperprior"),
@@ -120,7 +122,11 @@ def _grouped(groups: list[int], M: int, spatial: bool) -> ChannelGroupsLatentCod
     codecs = {}
     for k, c in enumerate(groups):
         side = 2 * M + (2 * c if k else 0)  # hyperprior params, plus the channel context's
-        codecs[f"y{k}"] = _checkerboard(c, side) if spatial else _gaussian(_pointwise(side, 2 * c, 2 * c + 64), grouped=True)
+        codecs[f"y{k}"] = (
+            _checkerboard(c, side)
+            if spatial
+            else _gaussian(_pointwise(side, 2 * c, 2 * c + 64), grouped=True)
+        )
     context = {f"y{k}": _context(acc[k], 2 * c) for k, c in enumerate(groups) if k}
     return ChannelGroupsLatentCodec(latent_codec=codecs, channel_context=context, groups=groups)
 
@@ -139,22 +145,6 @@ def latent_codec(kind: str, N: int, M: int) -> HyperpriorLatentCodec:
     return HyperpriorLatentCodec(latent_codec={"y": y, "hyper": _hyper(N, M)})
 
 
-class GainUnits(nn.Module):
-    """Per-level channel gains (Cui et al. 2021): y * gain before rounding, y_hat * inv_gain after."""
-
-    def __init__(self, lambdas, M: int):
-        super().__init__()
-        lam = torch.as_tensor(lambdas, dtype=torch.float32)
-        self.register_buffer("lambdas", lam)
-        log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])  # uniform-quantiser optimum, step ~ lambda^-1/2
-        self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, M))
-        self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, M))
-
-    def forward(self, y: torch.Tensor, level: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        g = (self.log_inv_gain if inverse else self.log_gain)[level].exp()
-        return y * g.reshape(g.shape[0], -1, 1, 1)
-
-
 class Candidate(CompressionModel):
     """g_a -> gain -> latent codec (hyperprior + y context) -> inverse gain -> g_s."""
 
@@ -163,33 +153,49 @@ class Candidate(CompressionModel):
         transform, N, M, entropy = CANDIDATES[name]
         self.name, self.N, self.M = name, N, M
         self.g_a, self.g_s = transforms(transform, N, M)
-        self.gains = GainUnits(lambdas, M)
+        lam = torch.as_tensor(lambdas, dtype=torch.float32)
+        self.register_buffer("lambdas", lam)
+        log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])[:, None].repeat(1, M)  # step ~ lambda^-1/2
+        self.gain, self.inv_gain = LevelGain(log_gain), LevelGain(-log_gain.clone())
         self.latent_codec = latent_codec(entropy, N, M)
 
     @property
     def num_levels(self) -> int:
-        return int(self.gains.lambdas.numel())
-
-    @property
-    def lambdas(self) -> torch.Tensor:
-        return self.gains.lambdas
+        return int(self.lambdas.numel())
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
-        y = self.gains(self.g_a(x).float(), level)
+        y = self.gain(self.g_a(x).float(), level)
         with torch.autocast(device_type=x.device.type, enabled=False):  # entropy model in float32
             out = self.latent_codec(y)
-        x_hat = self.g_s(self.gains(out["y_hat"], level, inverse=True)).float()
+        x_hat = self.g_s(self.inv_gain(out["y_hat"], level)).float()
         return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, level: int) -> dict:
-        lv = torch.tensor([level])
-        return self.latent_codec.compress(self.gains(self.g_a(x), lv))
+        return self.latent_codec.compress(self.gain(self.g_a(x), level))
 
     @torch.no_grad()
     def decompress(self, strings, shape, level: int) -> torch.Tensor:
         y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
-        return self.g_s(self.gains(y_hat, torch.tensor([level]), inverse=True)).clamp_(0, 1)
+        return self.g_s(self.inv_gain(y_hat, level)).clamp_(0, 1)
+
+
+# Where a shipped LeafHyperprior's weights go in a candidate (the transforms and hyperprior carry over; a
+# candidate's context networks start from scratch).
+_FROM_LEAF = {"log_gain": "gain.log", "log_inv_gain": "inv_gain.log", "h_a.": "latent_codec.hyper.h_a.",
+              "h_s.": "latent_codec.hyper.h_s.", "entropy_bottleneck.": "latent_codec.hyper.entropy_bottleneck."}  # fmt: skip
+
+
+def from_leaf_state(state: dict) -> dict:
+    """A LeafHyperprior state dict with its keys renamed for a candidate of the same N and M."""
+    out = {}
+    for key, value in state.items():
+        prefix = next((p for p in _FROM_LEAF if key == p or (p.endswith(".") and key.startswith(p))), None)
+        if prefix is not None:
+            out[_FROM_LEAF[prefix] + key[len(prefix) :]] = value
+        elif not key.startswith("gaussian_conditional."):  # its scale table is rebuilt by update()
+            out[key] = value
+    return out
 
 
 def stream_bytes(strings) -> int:
@@ -211,7 +217,11 @@ def decoder_kmacs_per_pixel(model: Candidate, size: int = 256) -> dict:
             k = mod.kernel_size[0] * mod.kernel_size[1] * mod.out_channels // mod.groups
             counts["total"] += inp[0].numel() // inp[0].shape[0] * k
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+    ]
     x = torch.rand(1, 3, size, size)
     result = {}
     try:

@@ -130,9 +130,14 @@ def fine_tune_state(state: dict, model: LeafHyperprior) -> dict:
     if not torch.equal(old, new):
         if len(old) < 2 or not bool((old.diff() > 0).all()):
             raise CheckpointError("cannot map quality levels: the trained lambdas are not increasing")
-        for key in ("log_gain", "log_inv_gain"):
-            state[key] = _log_gains_at(old.log(), state[key].double(), new.log()).float()
+        for key in ("log_gain", "log_inv_gain", "gain.log", "inv_gain.log"):
+            if key in state:
+                state[key] = _log_gains_at(old.log(), state[key].double(), new.log()).float()
         state["lambdas"] = model.lambdas.clone()
+    if not isinstance(model, LeafHyperprior) and "h_a.0.weight" in state:
+        from .candidates import from_leaf_state
+
+        state = from_leaf_state(state)
     return state
 
 
