@@ -20,10 +20,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from . import paths
-from .candidates import CANDIDATES, stream_bytes
+from . import paths, tiling
+from .candidates import CANDIDATES, decoder_kmacs_per_pixel, stream_bytes
 from .data import load_array, photo_split, read_image, read_manifest, split_paths
 from .metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
+from .tables import save_table, write_csv
 from .train import TrainConfig, build_model, fine_tune_state, load_checkpoint, train
 
 RUNS = paths.OUTPUTS / "runs" / "bakeoff"
@@ -40,7 +41,8 @@ WARM = ("base", "channel", "elic")
 CONTAINER_OVERHEAD = 40  # bytes of a .leaf file besides its streams' bytes and their 4-byte lengths
 AVIF_BEST = dict(subsampling="4:4:4", speed=4)
 AVIF_QUALITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90)
-PHOTO_CROP = 512  # validation photos are centre-cropped to this size to keep the bake-off quick
+POINTS = paths.RESULTS
+PHOTO_CROP = 384  # validation photos are centre-cropped to this size to keep the bake-off quick
 
 
 def run_dir(name: str, warm: bool) -> Path:
@@ -131,59 +133,89 @@ def load_candidate(run: str):
     return model, ckpt["step"]
 
 
-def rd_points(runs, n_leaves: int = 24) -> pd.DataFrame:
-    """Per image set, codec and setting: mean bpp, PSNR, MS-SSIM dB and coding times."""
-    sets = validation_images(n_leaves)
-    rows = []
+@torch.no_grad()
+def time_large(model, level: int = 5) -> dict:
+    """Encode and decode seconds of the 12-megapixel benchmark image: transforms on helpers.tiling's fixed tile
+    grid (both cores, bounded memory), the candidate's latent codec over the whole latent."""
+    from .benchmark import large_image
+
+    rgb = large_image()
+    h, w = rgb.shape[:2]
+    n = tiling.workers()
+    t0 = time.perf_counter()
+    enc = model.latent_codec.compress(model.gain(tiling.analyse(model.g_a, rgb, model.M, n), level))
+    t1 = time.perf_counter()
+    y_hat = model.latent_codec.decompress(enc["strings"], enc["shape"])["y_hat"]
+    tiling.synthesise(lambda t: model.g_s(model.inv_gain(t, level)).clamp(0, 1), y_hat, h, w, n)
+    return {"encode_s_12mp": t1 - t0, "decode_s_12mp": time.perf_counter() - t1,
+            "bpp_12mp": 8 * stream_bytes(enc["strings"]) / (h * w)}  # fmt: skip
+
+
+def rd_points(runs, set_name: str, n_leaves: int = 24) -> pd.DataFrame:
+    """Mean bpp, PSNR, MS-SSIM dB and per-call coding times per codec and setting on one validation set."""
+    images = validation_images(n_leaves)[set_name]
     torch.set_num_threads(1)  # the shipped codec's rule: one image, one thread (deterministic files)
-    for set_name, images in sets.items():
-        for q in AVIF_QUALITIES:
-            rows += [
-                {"set": set_name, "codec": "avif444s4", "setting": q, **code_avif(im, q)} for im in images
-            ]
-        for run in runs:
-            model, step = load_candidate(run)
-            for level in range(model.num_levels):
-                rows += [{"set": set_name, "codec": run, "setting": level + 1, "step": step,
-                          **code_candidate(model, im, level)} for im in images]  # fmt: skip
-    return pd.DataFrame(rows).groupby(["set", "codec", "setting"], as_index=False).mean(numeric_only=True)
+    rows = [{"codec": "avif444s4", "setting": q, **code_avif(im, q)} for q in AVIF_QUALITIES for im in images]
+    for run in runs:
+        model, step = load_candidate(run)
+        rows += [{"codec": run, "setting": level + 1, "step": step, **code_candidate(model, im, level)}
+                 for level in range(model.num_levels) for im in images]  # fmt: skip
+    points = pd.DataFrame(rows).groupby(["codec", "setting"], as_index=False).mean(numeric_only=True)
+    return points.assign(set=set_name)
 
 
-def bd_vs_avif(points: pd.DataFrame, rate_range=(0.05, 1.0)) -> pd.DataFrame:
-    out = []
-    for (set_name, codec), g in points[points.codec != "avif444s4"].groupby(["set", "codec"]):
-        a = points[(points.set == set_name) & (points.codec == "avif444s4")]
-        row = {"set": set_name, "codec": codec, "top_psnr": g.psnr.max(), "top_bpp": g.bpp.max()}
-        for metric in ("psnr", "ms_ssim_db"):
-            try:
-                row[f"bd_{metric}"] = bd_rate(a.bpp, a[metric], g.bpp, g[metric], rate_range=rate_range)
-            except ValueError:
-                row[f"bd_{metric}"] = float("nan")
-        out.append(row)
-    return pd.DataFrame(out)
+def _bd(anchor: pd.DataFrame, test: pd.DataFrame, metric: str, rate_range=(0.05, 1.0)) -> float:
+    try:
+        return bd_rate(anchor.bpp, anchor[metric], test.bpp, test[metric], rate_range=rate_range)
+    except ValueError:  # the curves do not overlap inside the window
+        return float("nan")
+
+
+def summary(points: pd.DataFrame, large: bool = False) -> pd.DataFrame:
+    """One row per run: BD-rate vs AVIF 4:4:4 speed 4 and vs today's model on each set, top PSNR, decoder cost."""
+    rows = []
+    for run, g in points[points.codec != "avif444s4"].groupby("codec", sort=False):
+        model, step = load_candidate(run)
+        row = {"run": run, "candidate": getattr(model, "name", "base"), "steps": int(step)}
+        for set_name, gs in g.groupby("set"):
+            ref = points[points.set == set_name]
+            for metric in ("psnr", "ms_ssim_db"):
+                row[f"{set_name}_bd_{metric}_vs_avif"] = _bd(ref[ref.codec == "avif444s4"], gs, metric)
+            row[f"{set_name}_bd_psnr_vs_shipped"] = _bd(ref[ref.codec == "shipped"], gs, "psnr")
+            row[f"{set_name}_top_psnr"] = gs.psnr.max()
+        leaves = g[g.set == "leaves"]
+        row |= {"encode_ms_256": leaves.encode_ms.median(), "decode_ms_256": leaves.decode_ms.median()}
+        row |= {f"{k}_kmac_per_px": v for k, v in decoder_kmacs_per_pixel(model).items()}
+        if large:
+            torch.set_num_threads(2)
+            row |= time_large(model)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers.bakeoff")
-    p.add_argument("what", choices=("train", "evaluate"))
+    p.add_argument("what", choices=("train", "points", "summary"))
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--warm", action="store_true", help="the warm-started runs (from the shipped model)")
-    p.add_argument("--out", type=Path, default=paths.OUTPUTS / "results" / "bakeoff_points.csv")
+    p.add_argument("--set", choices=("leaves", "photos"), default="leaves", help="points: validation images")
+    p.add_argument("--large", action="store_true", help="summary: also time the 12-megapixel image")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "train":
         train_all(args.only, args.steps, args.warm)
-        return 0
-    runs = ["shipped"] + [
-        run_dir(n, args.warm).name for n in args.only if (run_dir(n, args.warm) / "last.pth.tar").exists()
-    ]
-    points = rd_points(runs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    points.to_csv(args.out, index=False)
-    print(bd_vs_avif(points).to_string(index=False))
+    elif args.what == "points":
+        runs = ["shipped"] + [run_dir(n, args.warm).name for n in args.only
+                              if (run_dir(n, args.warm) / "last.pth.tar").exists()]  # fmt: skip
+        write_csv(rd_points(runs, args.set), POINTS / f"bakeoff_points_{args.set}.csv")
+    else:
+        points = pd.concat([pd.read_csv(p) for p in sorted(POINTS.glob("bakeoff_points_*.csv"))])
+        table = summary(points, args.large)
+        save_table(table, "bakeoff", paths.TABLES)
+        print(table.round(2).to_string(index=False))
     return 0
 
 
