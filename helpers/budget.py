@@ -2,44 +2,49 @@
 
 Tiling (``helpers.tiling``) bounds the transforms' memory by the tile; what still grows with the image is its
 pixels (uint8) and its latents (float32, M/256 x 4 bytes per pixel), a few times over while they are built.
-The estimate below is that model, calibrated on this project's checkpoint with peak-RSS measurements (see
-tests/test_memory.py, which checks it against real runs under a memory cap). It counts the working memory of
-one image beyond the loaded interpreter, PyTorch and model (~0.9 GB of resident memory on their own).
+The estimate below is that model, calibrated on this project's checkpoint with peak-RSS measurements
+(tests/test_memory.py runs the codec under a memory cap derived from it). It counts the working memory of one
+image beyond the loaded interpreter, PyTorch and model (~0.9 GB of resident memory on their own, most of it
+PyTorch's and CompressAI's libraries).
 """
 
 from __future__ import annotations
 
 from .errors import ResourceError
-from .tiling import CODING_TILE, HALO, LATENT_STRIDE, TRANSFORM_TILE
+from .tiling import HALO, LATENT_STRIDE, TRANSFORM_TILE, latent_size
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # bytes of working memory for one image (``--max-memory``)
 
-# Calibrated (bytes): per pixel of the image while encoding/decoding, and per float32 activation element of
-# one transform tile (GDN holds three tensors of its input's size; oneDNN adds scratch).
-_ENCODE_PER_PIXEL = {"image": 3.0, "latent": 3.0}
-_DECODE_PER_PIXEL = {"image": 7.0, "latent": 1.0}
-_TILE_OVERHEAD = 4.0
-_FIXED = 64 * 2**20  # entropy-coding tables, Python lists of one coding tile, allocator slack
+# Calibrated on peak RSS above the loaded model (N=64, M=128, two workers), 12 and 64 MP photos: encoding
+# 5.2 B/pixel + 270 MB, decoding 4.9 B/pixel + 210 MB, reading a PNG 9.4 B/pixel (12 MP: +330 MB encoding,
+# +270 MB decoding; 64 MP: +600 MB and +520 MB). The model below is rounded up from those.
+IMAGE_BYTES = 3  # the uint8 RGB image the encoder reads or the decoder writes
+READ_BYTES = 9.5  # Pillow's decoded image (RGB is 4 bytes per pixel inside Pillow) and the array made from it
+LATENT_SHARE = 1.25  # the float32 latent, and h_a's activations (encoder) or the uint8 output's PNG (decoder)
+TILE_COPIES = 7  # one transform tile: its widest activation (N channels at half res.), GDN's temporaries
+FIXED = 100 * 2**20  # rANS tables, one coding tile's Python lists and guard, allocator slack
 
 
-def _tile_bytes(channels: int) -> int:
-    """Peak of one transform tile: the widest activation (``channels`` at half resolution) a few times over."""
-    side = (TRANSFORM_TILE + 2 * HALO) * LATENT_STRIDE
-    return int(_TILE_OVERHEAD * channels * (side // 2) ** 2 * 4)
-
-
-def _coding_tile_bytes(M: int) -> int:
-    """One coding tile: float64 hyper-synthesis output (2M channels), means, symbols, rANS lists and guard."""
-    return int((CODING_TILE + 8) ** 2 * M * (3 * 8 + 4 * 8))
+def tile_bytes(N: int, rows: int, cols: int) -> int:
+    """Peak working memory of one transform tile (``g_a`` or ``g_s`` on a tile and its halo, in a latent grid of
+    ``rows`` x ``cols``): its widest activation (N channels at half resolution) ``TILE_COPIES`` times."""
+    side = TRANSFORM_TILE + 2 * HALO
+    half = LATENT_STRIDE // 2
+    return int(TILE_COPIES * N * min(side, rows) * half * min(side, cols) * half * 4)
 
 
 def estimate(height: int, width: int, M: int, N: int, workers: int, decode: bool) -> int:
-    """Estimated peak working memory in bytes to encode (``decode=False``) or decode one image."""
-    per_px = _DECODE_PER_PIXEL if decode else _ENCODE_PER_PIXEL
-    pixels = height * width
-    latent = M / LATENT_STRIDE**2 * 4  # bytes of one float32 latent per pixel
-    per_pixel = per_px["image"] + per_px["latent"] * latent
-    return int(pixels * per_pixel + workers * _tile_bytes(N) + 2 * workers * _coding_tile_bytes(M) + _FIXED)
+    """Estimated peak working memory in bytes to encode (``decode=False``) or decode one image: the pixels, the
+    float32 latent of the image padded to a multiple of 64 (M channels at 1/16), and one tile per worker."""
+    rows, cols = latent_size(height, width)
+    tiles = -(-rows // TRANSFORM_TILE) * -(-cols // TRANSFORM_TILE)
+    latent = M * rows * cols * 4
+    need = (
+        IMAGE_BYTES * height * width + LATENT_SHARE * latent + min(workers, tiles) * tile_bytes(N, rows, cols)
+    )
+    if not decode:
+        need = max(need, READ_BYTES * height * width)
+    return int(need + FIXED)
 
 
 def check(height: int, width: int, need: int, max_memory: int | None, verb: str) -> None:

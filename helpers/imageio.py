@@ -63,7 +63,7 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
             check_pixels(im.width, im.height, max_pixels, f"image {path}")
             if check_size is not None:
                 check_size(im.width, im.height)
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
             return image_to_rgb(im)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
@@ -127,7 +127,7 @@ def image_to_rgb(im: Image.Image) -> tuple[np.ndarray, int]:
         colour = COLOUR_ALPHA_DROPPED
     else:
         colour = COLOUR_RGB
-    rgb = np.asarray(im.convert("RGB"))
+    rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy an RGB image
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise DataError("empty image")
     return rgb, colour

@@ -24,6 +24,9 @@ depends only on the tile, so the output is the same with one worker or two.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -85,6 +88,22 @@ def z_window(tile: Tile, z_rows: int, z_cols: int) -> Tile:
                 min(c1 + Z_HALO, z_cols))  # fmt: skip
 
 
+@functools.cache
+def return_freed_buffers_to_the_system() -> None:
+    """glibc raises its mmap threshold to the largest block freed so far (up to 32 MB); after the first tile,
+    tile-sized buffers then come from the heap and stay there when freed, fragmented over the worker threads'
+    arenas: a 12 MP decode peaked 540 MB above the loaded model instead of 220 MB. A fixed 1 MB threshold (which
+    also ends that adjustment) hands every large buffer back when it is freed. Process-wide and set once, on
+    the first tiled transform; a no-op without glibc."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
 def workers() -> int:
     """Worker threads for the caller: ``torch.get_num_threads()``, at most ``MAX_WORKERS``."""
     return max(1, min(MAX_WORKERS, torch.get_num_threads()))
@@ -130,6 +149,7 @@ def analyse(g_a: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, channe
     """``g_a`` of a uint8 RGB image, tile by tile: float32 (1, channels, latent rows, latent cols), before the
     level's gain. Each tile reads its pixels (replicate-padded to a multiple of ``STRIDE``) straight from ``rgb``:
     the image is never held as float."""
+    return_freed_buffers_to_the_system()
     h, w = rgb.shape[:2]
     rows, cols = latent_size(h, w)
     y = torch.empty(1, channels, rows, cols)
@@ -150,6 +170,7 @@ def synthesise(g_s: Callable[[torch.Tensor], torch.Tensor], y_hat: torch.Tensor,
                n_workers: int) -> np.ndarray:  # fmt: skip
     """Pixels of the decoded latent ``y_hat`` (1, M, rows, cols), tile by tile: uint8 RGB (height, width, 3).
     ``g_s`` maps a latent window to pixels in [0, 1] (gain, synthesis and clamp)."""
+    return_freed_buffers_to_the_system()
     out = np.empty((height, width, 3), np.uint8)
     s = LATENT_STRIDE
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -431,3 +432,17 @@ def test_a_file_from_another_model_is_refused(tmp_path, shipped, capsys, leaf_fi
     _main_error(capsys, ["decompress", leaf_file, "-o", tmp_path / "x.png", "--checkpoint", other],
                 "file was written by model", "pass the matching --checkpoint")  # fmt: skip
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_batch_errors_never_share_a_line_with_the_progress_bar(tmp_path, leaf_files):
+    """The progress bar and error lines share stderr; an error is written as a whole line of its own."""
+    _, (a, b), _ = leaf_files
+    (tmp_path / "bad.png").write_text("not an image")
+    proc = run_cli("compress", a, tmp_path / "bad.png", b, "--out-dir", tmp_path / "out")
+    assert proc.returncode == 2
+    pieces = [p for p in re.split(r"[\r\n]", proc.stderr) if "error" in p]
+    assert len(pieces) == 1 and pieces[0].startswith(f"error: {tmp_path / 'bad.png'}: cannot read image"), (
+        pieces
+    )
+    assert [ln.split(" -> ")[0] for ln in proc.stdout.splitlines()] == [str(a), str(b)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["leaf0.leaf", "leaf1.leaf"]
