@@ -260,23 +260,7 @@ def _common_coding_options(s) -> None:
                    help="refuse images whose coding needs more working memory, e.g. 4G (default: %(default)s)")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m helpers", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("manifest", help="scan DATA_DIR and write the grouped train/val/test split manifest")
-    s.add_argument("--data-dir", help="PlantVillage root (default: $DATA_DIR)")
-    s.add_argument("--out", default=str(paths.MANIFEST))
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(func=_cmd_manifest)
-
-    s = sub.add_parser("train", help="train or resume the learned codec in RUN_DIR")
-    s.add_argument("run_dir")
-    s.add_argument("--config", help="JSON file of TrainConfig fields")
-    s.add_argument("--set", action="append", metavar="KEY=JSON", help="override one TrainConfig field")
-    s.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
-    s.add_argument("--init-from", help="start from another checkpoint's weights (fine-tuning)")
-    s.set_defaults(func=_cmd_train)
+def _add_codec_commands(sub) -> None:
     s = sub.add_parser("compress", help="compress images to .leaf files")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
     s.add_argument("-o", "--output", metavar="OUTPUT_FILE")
@@ -304,6 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(paths.SHIPPED_CHECKPOINT))
     s.add_argument("--name", default="leaf-hyperprior")
     s.set_defaults(func=_cmd_export_checkpoint)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m helpers", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("manifest", help="scan DATA_DIR and write the grouped train/val/test split manifest")
+    s.add_argument("--data-dir", help="PlantVillage root (default: $DATA_DIR)")
+    s.add_argument("--out", default=str(paths.MANIFEST))
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_manifest)
+
+    s = sub.add_parser("train", help="train or resume the learned codec in RUN_DIR")
+    s.add_argument("run_dir")
+    s.add_argument("--config", help="JSON file of TrainConfig fields")
+    s.add_argument("--set", action="append", metavar="KEY=JSON", help="override one TrainConfig field")
+    s.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
+    s.add_argument("--init-from", help="start from another checkpoint's weights (fine-tuning)")
+    s.set_defaults(func=_cmd_train)
+
+    _add_codec_commands(sub)
 
     s = sub.add_parser("fetch", help="download PlantVillage (sparse git checkout of the public repository)")
     s.add_argument("--dest", default=str(paths.DOWNLOADED_DATA), help="where <class>/ goes")

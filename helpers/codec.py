@@ -272,11 +272,6 @@ class LeafCodec:
             self.g_s = self.model.g_s
 
     @property
-    def settings(self) -> list[int]:
-        """The levels under the name the evaluation's codec protocol uses (``baselines.Codec.settings``)."""
-        return self.levels
-
-    @property
     def default_level(self) -> int:
         return self.levels[len(self.levels) // 2]
 

@@ -334,18 +334,8 @@ def summary_table(part_rows: list[dict], decode_rows: list[dict], sizes: list[di
 
 
 def save_table(df, name: str, folder: Path) -> list[Path]:
-    """``<folder>/<name>.csv`` and a Markdown copy (6 significant digits: diffs span 1e-14 to 1)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
-    df.to_csv(csv_path, index=False)
+    """``<folder>/<name>.csv`` and a Markdown copy through the study's table writer, with 6 significant digits
+    (differences span 1e-14 to 1)."""
+    from .tables import save_table as write_table
 
-    def cell(v):
-        if isinstance(v, float | np.floating):
-            return "–" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.6g}")
-        return str(v)
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    md_path.write_text("\n".join(lines) + "\n")
-    return [csv_path, md_path]
+    return write_table(df, name, folder, floatfmt=".6g")

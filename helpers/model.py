@@ -172,10 +172,10 @@ class LeafHyperprior(CompressionModel):
     def log_inv_gain(self) -> nn.Parameter:
         return self.inv_gain.log
 
-    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
-        """Training/evaluation pass with noise (rate) and straight-through rounding (synthesis); ``level`` holds
-        one 0-based index per image."""
-        y = self.gain(self.g_a(x).float(), level)
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> dict:
+        """Training/evaluation pass with noise (rate) and straight-through rounding (synthesis); ``index`` holds
+        one 0-based level index per image."""
+        y = self.gain(self.g_a(x).float(), index)
         # The hyperprior is small; keep it in float32 even under autocast so the entropy model is exact.
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = self.h_a(y)
@@ -183,7 +183,7 @@ class LeafHyperprior(CompressionModel):
             means, scales = self.h_s(z_hat).chunk(2, 1)
             y_noisy, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
             y_hat = quantize_ste(y - means) + means if self.ste_synthesis else y_noisy
-        x_hat = self.g_s(self.inv_gain(y_hat, level)).float()
+        x_hat = self.g_s(self.inv_gain(y_hat, index)).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # ----- what coding needs (helpers.codec runs these on tiles) ------------------------------------------
@@ -229,7 +229,7 @@ class LeafHyperprior(CompressionModel):
         return self.g_s(self.inv_gain(y_hat, index)).clamp_(0, 1)
 
     @torch.no_grad()
-    def bits_map(self, x: torch.Tensor, level: int, include_z: bool = True) -> torch.Tensor:
+    def bits_map(self, x: torch.Tensor, index: float, include_z: bool = True) -> torch.Tensor:
         """Ideal code length in bits (-log2 p) of every latent position of one padded image, shape (H/16, W/16).
 
         Uses what the coder uses: ``y``'s rounded symbols under Gaussians with the float64 means and the
@@ -237,10 +237,10 @@ class LeafHyperprior(CompressionModel):
         the coder's hyper-synthesis runs per tile, which changes the means in the last bits only). With
         ``include_z`` each hyper-latent position's bits (factorised prior) are spread evenly over the 4x4 latent
         positions it conditions. The total is within a few percent of the rANS streams (which add the coder's
-        final states, word padding and the 16-bit rounding of the CDFs). ``level`` is the 0-based index.
+        final states, word padding and the 16-bit rounding of the CDFs). ``index`` is the 0-based level index.
         """
         with single_thread():
-            y, z = self.analyse(x[:1], level)
+            y, z = self.analyse(x[:1], index)
             z_hat, z_likelihoods = self.entropy_bottleneck(z, training=False)  # = decompress(compress(z))
             means, indexes = self.entropy_parameters(self.hyper_synthesis(z_hat))
         gc = self.gaussian_conditional

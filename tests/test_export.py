@@ -109,6 +109,14 @@ def test_the_parity_table(exported, shipped, tmp_path):
     assert list(table.component) == parts + ["decoder (pixels)"] * 2
     assert table.file_MB.iloc[: len(parts)].gt(0).all()
     assert table.decode_ms_median.iloc[-2:].gt(0).all()
+    # The values, not only the shape: what the notebook's prose says about each row.
+    by = {(r.component, r.format): r for r in table.itertuples()}
+    assert all(by[(p, "TorchScript")].max_abs_diff == 0 for p in export.PARTS)
+    assert all(by[(p, "ONNX")].max_abs_diff < 1e-4 for p in export.ONNX_PARTS)
+    assert by[("h_s", "TorchScript")].same_indexes_share == 1 and by[("h_s", "TorchScript")].checks == len(checks)
+    ort = by[("decoder (pixels)", "ONNX Runtime")]
+    assert ort.max_abs_diff <= export.PIXEL_TOLERANCE and ort.identical_share > 0.999
+    assert by[("decoder (pixels)", "PyTorch")].identical_share == 1
     csv_path, md_path = export.save_table(table, "export_parity", tmp_path)
     assert csv_path.is_file() and md_path.read_text().count("\n") == len(table) + 2
 
