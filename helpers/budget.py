@@ -33,9 +33,10 @@ def tile_bytes(N: int, rows: int, cols: int) -> int:
     return int(TILE_COPIES * N * min(side, rows) * half * min(side, cols) * half * 4)
 
 
-def estimate(height: int, width: int, M: int, N: int, workers: int, decode: bool) -> int:
+def estimate(height: int, width: int, M: int, N: int, workers: int, decode: bool, latents: int = 1) -> int:
     """Estimated peak working memory in bytes to encode (``decode=False``) or decode one image: the pixels, the
-    float32 latent of the image padded to a multiple of 64 (M channels at 1/16), and one tile per worker."""
+    float32 latent of the image padded to a multiple of 64 (M channels at 1/16; ``latents`` of them when the
+    encoder keeps the unscaled one to try several levels), and one tile per worker."""
     rows, cols = latent_size(height, width)
     tiles = -(-rows // TRANSFORM_TILE) * -(-cols // TRANSFORM_TILE)
     latent = M * rows * cols * 4

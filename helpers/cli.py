@@ -126,7 +126,7 @@ def _codec(args, backend: str = "torch"):
 
 
 def _level_text(level) -> str:
-    return f"{level:g}" if isinstance(level, float) else str(level)
+    return f"{level:.4f}".rstrip("0") if isinstance(level, float) else str(level)
 
 
 def _cmd_compress(args) -> int:
@@ -134,13 +134,16 @@ def _cmd_compress(args) -> int:
     from .metrics import bpp
 
     codec = _codec(args)
-    level = codec.default_level if args.level is None else codec.check_level(args.level)
+    level = None if args.level is None else codec.check_level(args.level)
+    max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
+    if args.target_bpp is not None and not args.target_bpp > 0:
+        raise LeafCodecError(f"--target-bpp must be positive, not {args.target_bpp}")
     pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
 
     def work(src, dst):
-        n = codec.compress_file(src, dst, level, force=args.force)
+        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, args.target_bpp)
         h, w = _size_of(dst)
-        return f"{src} -> {dst}: {n} bytes, {bpp(n, h, w):.4f} bpp (level {_level_text(level)})"
+        return f"{src} -> {dst}: {n} bytes, {bpp(n, h, w):.4f} bpp (level {_level_text(chosen)})"
 
     return _run_batch(pairs, work, "compress")
 
@@ -265,8 +268,14 @@ def _add_codec_commands(sub) -> None:
     s.add_argument("inputs", nargs="+", metavar="INPUT")
     s.add_argument("-o", "--output", metavar="OUTPUT_FILE")
     s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.leaf")
-    s.add_argument("--level", "--quality", type=float, dest="level",
-                   help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps")  # fmt: skip
+    rate = s.add_mutually_exclusive_group()
+    rate.add_argument("--level", "--quality", type=float, dest="level",
+                      help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps")  # fmt: skip
+    rate.add_argument("--target-bpp", type=float, metavar="X",
+                      help="the level (fractional if need be) whose file is nearest X bits per pixel")  # fmt: skip
+    rate.add_argument(
+        "--max-bytes", metavar="N", help="the highest level whose file has at most N bytes (e.g. 50K)"
+    )
     _common_coding_options(s)
     s.set_defaults(func=_cmd_compress)
 

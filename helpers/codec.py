@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import budget, tiling
+from . import budget, rate, tiling
 from .checkpoints import export_checkpoint, load_model  # noqa: F401 (notebooks import them from here)
 from .errors import CodecError, DataError, ResourceError
 from .fileio import atomic_write, check_output
@@ -59,6 +59,7 @@ LEVEL_UNITS = 256  # the level is stored in 1/256 steps
 # |latent symbol| bound: far beyond what g_a/h_a produce from [0, 1] pixels (below ~100), far below the 2^27 at
 # which CompressAI's rANS encoder never terminates (its escape-length loop shifts an int32 by 32 bits).
 LATENT_LIMIT = 2**20
+MAX_STREAMS_PER_TILE = 64  # room for channel-conditional / checkerboard entropy models (a stream per slice)
 _HEAD = struct.Struct("<HBIII")  # level, colour, height, width, symbols CRC
 
 
@@ -252,6 +253,7 @@ class LeafCodec:
     ``max_memory`` (bytes, see ``helpers.budget``) refuse images beyond them before anything is allocated."""
 
     name = "ours"
+    streams_per_tile = 1  # the mean-scale hyperprior codes each coding tile's latent in one stream
 
     def __init__(self, checkpoint: str | Path | None = None, backend: str = "torch",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory: int | None = budget.DEFAULT_MAX_MEMORY):  # fmt: skip
@@ -289,11 +291,12 @@ class LeafCodec:
             )
         return int(level) if float(level).is_integer() else float(level)
 
-    def check_size(self, width: int, height: int, decode: bool) -> None:
-        """ResourceError before any allocation if the image exceeds the pixel limit or the memory budget."""
+    def check_size(self, width: int, height: int, decode: bool, latents: int = 1) -> None:
+        """ResourceError before any allocation if the image exceeds the pixel limit or the memory budget
+        (``latents``: float32 latents held at once; 2 while several levels are tried)."""
         verb = "decode" if decode else "encode"
         check_pixels(width, height, self.max_pixels, f"a {width}x{height} image")
-        need = budget.estimate(height, width, self.model.M, self.model.N, tiling.workers(), decode)
+        need = budget.estimate(height, width, self.model.M, self.model.N, tiling.workers(), decode, latents)
         budget.check(height, width, need, self.max_memory, verb)
 
     # ----- encoding -----------------------------------------------------------------------------------------
@@ -304,14 +307,9 @@ class LeafCodec:
 
     def encode_levels(self, rgb: np.ndarray, levels, colour: int = COLOUR_RGB) -> list[bytes]:
         """One file per level; the analysis transform (most of the encoding time) runs once for all of them."""
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
-            raise DataError(f"expected a uint8 RGB image (H, W, 3), not {rgb.dtype} {rgb.shape}")
-        if colour not in COLOUR_NAMES:
-            raise DataError(f"unknown colour mode {colour}")
-        levels = [self.check_level(q) for q in levels]
+        rgb, levels = self._checked_image(rgb, colour), [self.check_level(q) for q in levels]
         h, w = rgb.shape[:2]
-        self.check_size(w, h, decode=False)
+        self.check_size(w, h, decode=False, latents=1 + (len(levels) > 1))
         n = tiling.workers()
         with _allocation("encode", h, w), single_thread(), torch.no_grad():
             y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
@@ -326,6 +324,47 @@ class LeafCodec:
                 files.append(self._encode_latent(y_q, q, colour, h, w, n))
                 del y_q
             return files
+
+    def encode_to_rate(self, rgb: np.ndarray, colour: int = COLOUR_RGB, max_bytes: int | None = None,
+                       target_bpp: float | None = None) -> tuple[bytes, int | float]:  # fmt: skip
+        """(file, level) at the largest level whose file has at most ``max_bytes``, or whose rate is nearest
+        ``target_bpp``; the level may be fractional (1/256 steps, recorded in the file). See ``helpers.rate``."""
+        if (max_bytes is None) == (target_bpp is None):
+            raise CodecError("give either a byte limit or a target rate")
+        if not (max_bytes or target_bpp or 0) > 0:
+            raise CodecError(f"the rate asked must be positive, not {max_bytes or target_bpp}")
+        rgb = self._checked_image(rgb, colour)
+        h, w = rgb.shape[:2]
+        self.check_size(w, h, decode=False, latents=2)
+        n, files = tiling.workers(), {}
+        with _allocation("encode", h, w), single_thread(), torch.no_grad():
+            y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
+
+            def size_at(units: int) -> int:
+                if units not in files:
+                    level = units / LEVEL_UNITS
+                    files[units] = self._encode_latent(self.model.gain(y, level - 1), level, colour, h, w, n)
+                return len(files[units])
+
+            lo, hi = LEVEL_UNITS * self.levels[0], LEVEL_UNITS * self.levels[-1]
+            if target_bpp is not None:
+                units = rate.nearest(size_at, lo, hi, target_bpp * h * w / 8)
+            else:
+                try:
+                    units, _ = rate.largest_within(size_at, lo, hi, max_bytes)
+                except CodecError as exc:
+                    raise CodecError(
+                        f"cannot meet --max-bytes {max_bytes} for a {w}x{h} image: {exc}"
+                    ) from None
+        return files[units], self.check_level(units / LEVEL_UNITS)
+
+    def _checked_image(self, rgb: np.ndarray, colour: int) -> np.ndarray:
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+            raise DataError(f"expected a uint8 RGB image (H, W, 3), not {rgb.dtype} {rgb.shape}")
+        if colour not in COLOUR_NAMES:
+            raise DataError(f"unknown colour mode {colour}")
+        return rgb
 
     def _encode_latent(self, y: torch.Tensor, level: float, colour: int, h: int, w: int, n: int) -> bytes:
         """The file of the latent ``y`` already scaled by the gain of ``level``."""
@@ -368,6 +407,12 @@ class LeafCodec:
         header = parse(data)
         self.check_model(header)
         self.check_level(header.level)
+        expected = 1 + self.streams_per_tile * _tile_count(header.height, header.width)
+        if len(header.streams) != expected:
+            raise CodecError(
+                f"corrupted header: {len(header.streams)} streams for a {header.width}x{header.height} image, "
+                f"which has {expected}"
+            )
         h, w = header.height, header.width
         self.check_size(w, h, decode=True)
         n = tiling.workers()
@@ -426,12 +471,20 @@ class LeafCodec:
         return symbols, means
 
     # ----- files (the command line) ---------------------------------------------------------------------------
-    def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False) -> int:
+    def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False,
+                      max_bytes: int | None = None, target_bpp: float | None = None) -> tuple[int, int | float]:  # fmt: skip
+        """Code the image file ``src`` into ``dst`` at ``level``, or at the level that meets ``max_bytes`` or
+        ``target_bpp`` (``encode_to_rate``): (bytes written, level)."""
         check_output(dst, force)  # before the work; atomic_write checks again when it publishes
-        rgb, colour = load_image(src, self.max_pixels, lambda w, h: self.check_size(w, h, decode=False))
-        data = self.encode(rgb, level, colour)
+        latents = 1 if max_bytes is None and target_bpp is None else 2
+        rgb, colour = load_image(src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents))
+        if latents == 1:
+            level = self.check_level(self.default_level if level is None else level)
+            data = self.encode(rgb, level, colour)
+        else:
+            data, level = self.encode_to_rate(rgb, colour, max_bytes, target_bpp)
         atomic_write(dst, data, force)
-        return len(data)
+        return len(data), level
 
     def decompress_file(self, src: Path, dst: Path, force: bool = False) -> Header:
         check_output(dst, force)
