@@ -63,7 +63,7 @@ def test_bits_for_diagnosis_needs_every_higher_setting_within_the_tolerance():
         "macro_f1": [100.0, 70.0, 99.0, 96.0, 99.0, 40.0, 88.0],
     })  # fmt: skip
     bits = diagnose.bits_for_diagnosis(summary, reference=100.0, tolerance=1.0).set_index("codec")
-    assert bits.loc["a", "setting"] == 4 and bits.loc["a", "bpp"] == pytest.approx(0.4)  # 0.2 is a fluke
+    assert bits.loc["a", "setting"] == "4" and bits.loc["a", "bpp"] == pytest.approx(0.4)  # 0.2 is a fluke
     assert np.isnan(bits.loc["b", "bpp"]) and bits.loc["b", "lowest_bpp_tried"] == pytest.approx(0.1)
     assert "original" not in bits.index
 
@@ -159,3 +159,29 @@ def test_the_shipped_classifier_recognises_original_test_leaves():
     picks = diagnose.split_records(records, "test", 2 * len(clf.classes))
     pred = clf.predict([data.read_image(Path(DATA_DIR) / r.path) for r in picks])
     assert np.mean(pred == diagnose.labels([r.cls for r in picks], clf.classes)) >= 0.9
+
+
+def test_degrade_is_seeded_keeps_the_shape_and_changes_the_image():
+    img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for seed in range(3):  # blur, rescaling, noise
+        out = diagnose.degrade(img, seed)
+        assert out.shape == img.shape and out.dtype == np.uint8 and not np.array_equal(out, img)
+        assert np.array_equal(out, diagnose.degrade(img, seed))
+
+
+def test_cached_features_resume_and_keep_degraded_apart(tmp_path):
+    records = _tiny_dataset(tmp_path / "data")
+    cache = tmp_path / "cache"
+    x = diagnose.cached_features(records, tmp_path / "data", cache=cache, chunk=2, log=lambda s: None)
+    chunks = sorted(cache.rglob("*.npy"))
+    assert len(chunks) == 2 and np.allclose(
+        x, diagnose.original_features(records, tmp_path / "data")[1], atol=1e-5
+    )
+    chunks[1].unlink()  # a run killed before its last chunk
+    assert np.array_equal(
+        diagnose.cached_features(records, tmp_path / "data", cache=cache, chunk=2, log=lambda s: None), x
+    )
+    xd = diagnose.cached_features(
+        records, tmp_path / "data", degraded=True, cache=cache, chunk=2, log=lambda s: None
+    )
+    assert len(list(cache.iterdir())) == 2 and not np.allclose(xd, x)
