@@ -201,8 +201,6 @@ def test_preprocess_notebook_smoke(tmp_path):
     out = run_notebook("01_preprocess", profile="smoke", out_dir=tmp_path, data_dir=DATA_DIR)
     import nbformat
 
-    nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    nb = nbformat.read(out, as_version=4)  # run_notebook raised if a cell failed
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "no group straddles two splits" in text and "batches of (2, 3, 256, 256)" in text

@@ -14,7 +14,8 @@ SMOKE = notebooks.PROFILES["smoke"]
 EXPECTED = {  # files each notebook must (re)write in the smoke profile
     "02_train": [SMOKE["figures"] / "training_curves.png"],
     "03_rd_curves": [SMOKE["tables"] / "bd_rate.csv", SMOKE["tables"] / "table2_methods.md",
-                     SMOKE["figures"] / "rd_curves.png", SMOKE["results"] / "rd_test_ours.csv"],
+                     SMOKE["figures"] / "rd_curves.png", SMOKE["results"] / "rd_test_ours.csv",
+                     SMOKE["figures"] / "rd_curves_kodak.png", SMOKE["tables"] / "bd_rate_kodak.csv"],
     "04_visualise": [SMOKE["figures"] / "visual_matched.png", SMOKE["tables"] / "edge_fidelity.csv",
                      SMOKE["figures"] / "bit_allocation.png"],
     "05_export": [SMOKE["tables"] / "export_parity.csv"],
