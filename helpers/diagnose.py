@@ -324,7 +324,7 @@ def write_card(clf: Classifier, card: Path = CLASSIFIER_CARD, checkpoint: Path =
 
 
 # ----- notebook 06: the classifier on decoded images ----------------------------------------------------------
-PERCEPTUAL_CHECKPOINT = paths.CHECKPOINTS / "leaf_hyperprior_perceptual.pth.tar"  # issue 11, when shipped
+PERCEPTUAL_CHECKPOINT = paths.PERCEPTUAL_CHECKPOINT
 
 
 def our_checkpoints(checkpoint: Path | None = None) -> dict[str, Path]:
@@ -506,7 +506,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = ""
     """Row-normalised confusion matrix (true class in rows), counts written where non-zero."""
     import matplotlib.pyplot as plt
 
-    from .plots import _short
+    from .plots import short_label
 
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(8.5, 7.5))
@@ -516,7 +516,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = ""
             ax.text(
                 j, i, str(n), ha="center", va="center", fontsize=7, color="w" if share[i, j] > 0.5 else "k"
             )
-    names = [_short(c) for c in classes]
+    names = [short_label(c) for c in classes]
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=title)

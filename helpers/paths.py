@@ -17,6 +17,8 @@ MANIFEST = DATA / "split_manifest.csv"
 # Where `make data` puts PlantVillage when DATA_DIR is not given.
 DOWNLOADED_DATA = DATA / "plantvillage"
 SHIPPED_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior.pth.tar"
+# The perceptually tuned checkpoint (issue 11: MS-SSIM + LPIPS objective), used by the study when it exists.
+PERCEPTUAL_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior_perceptual.pth.tar"
 # The training run that produced the shipped checkpoint (its config.json names the run it was fine-tuned from).
 SHIPPED_RUN = OUTPUTS / "runs" / "leaf_hyperprior_ft"
 

@@ -25,7 +25,7 @@ def save_figure(fig, name: str, out_dir: Path | None = None, dpi: int = 110) -> 
     return written
 
 
-def _short(label: str) -> str:
+def short_label(label: str) -> str:
     """PlantVillage folder name -> readable title: "Tomato__Tomato_mosaic_virus" -> "Tomato: mosaic virus"."""
     crop, sep, rest = label.partition("___") if "___" in label else label.partition("_")
     if not sep:
@@ -55,7 +55,7 @@ def sample_grid(images, titles, ncols: int = 5, size: float = 2.2):
     for ax, img, title in zip(axes.flat, images, titles):
         ax.axis("on")
         _image(ax, img)
-        ax.set_title(_short(title), fontsize=7)
+        ax.set_title(short_label(title), fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -65,7 +65,7 @@ def class_counts_bar(counts, title: str = "Images per class"):
     import pandas as pd
 
     df = counts.to_frame("images") if isinstance(counts, pd.Series) else counts
-    df = df.rename(index=_short)
+    df = df.rename(index=short_label)
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(df) + 1.2))
     df.plot.barh(stacked=True, ax=ax, width=0.8)
     ax.invert_yaxis()  # first class at the top, as in the table
@@ -225,7 +225,7 @@ def matched_panels(examples, view: str = "image", crop: int = 64, title: str = "
             bottom.imshow(shown[r : r + crop, c : c + crop], interpolation="nearest", **kw)
             top.add_patch(Rectangle((c - 0.5, r - 0.5), crop, crop, fill=False, ec="red", lw=0.8))
             top.set_title(f"{label}\n{rate}" if rate else label, fontsize=7)
-        axes[2 * e, 0].set_ylabel(_short(ex.get("title", "")), fontsize=7)
+        axes[2 * e, 0].set_ylabel(short_label(ex.get("title", "")), fontsize=7)
         axes[2 * e + 1, 0].set_ylabel(f"{crop}x{crop} crop", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -297,7 +297,7 @@ def bit_allocation_maps(images, bits, masks, labels, shares):
     for j, (img, b, mask, label, share) in enumerate(zip(images, bits, masks, labels, shares)):
         top, bottom = axes[0, j], axes[1, j]
         _image(top, img)
-        top.set_title(f"{_short(label)}\n{share['leaf_bits']:.0%} of the bits on {share['leaf_area']:.0%} "
+        top.set_title(f"{short_label(label)}\n{share['leaf_bits']:.0%} of the bits on {share['leaf_area']:.0%} "
                       "of the pixels", fontsize=7)  # fmt: skip
         bottom.imshow(np.asarray(img).mean(-1), cmap="gray", vmin=0, vmax=255)
         im = bottom.imshow(b, cmap="inferno", alpha=0.7, vmin=0)
