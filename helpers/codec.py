@@ -13,8 +13,10 @@ Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB12
     height     u32, width u32   original size (the network sees it padded to a multiple of 64)
     symbols    u32      CRC-32 of the latent symbols, coding tile by coding tile (int32 little-endian, C order)
     streams    varint count, then per stream a varint length and the bytes: stream 0 is the hyper-latent
-               (factorised prior), then one latent stream per coding tile in raster order (Gaussian
-               conditional; ``tiling.coding_tiles``). A later entropy model may put several streams per tile.
+               (factorised prior), then the latent streams of the coding tiles in raster order
+               (``tiling.coding_tiles``): one per tile for this codec's Gaussian conditional. The container
+               allows any whole number per tile (up to ``MAX_STREAMS_PER_TILE``), for an entropy model that
+               codes a tile in several passes (channel slices, checkerboard halves); each codec checks its own.
     checksum   u32      CRC-32 of everything before it
 
 Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file. Version 1 (one
