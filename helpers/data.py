@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from PIL import Image, ImageOps
 
 from . import paths
 from .errors import DataError
+from .fileio import atomic_write
 from .imageio import read_image  # the project's one image reader (also for metrics and compress)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -106,14 +108,13 @@ def scan_dataset(root: Path, seed: int = 0, verify: bool = True, progress: bool 
 
 
 def write_manifest(records, path: Path) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(MANIFEST_FIELDS)
-        for r in records:
-            w.writerow((r.path, r.cls, r.group, r.split))
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(MANIFEST_FIELDS)
+    w.writerows((r.path, r.cls, r.group, r.split) for r in records)
+    atomic_write(path, text.getvalue().encode(), force=True)
 
 
 def read_manifest(path: Path) -> list[Record]:
@@ -151,9 +152,7 @@ def load_array(paths, cache: Path | None = None, size: int = 256, progress: bool
         out[i] = img.transpose(2, 0, 1)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
+        atomic_write(cache, lambda f: np.save(f, out), force=True)
     return out
 
 

@@ -6,14 +6,15 @@ that produced a model form a chain of stages.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from . import paths
 from .errors import CheckpointError
+from .fileio import atomic_write
 
 
 def run_config(run_dir: Path) -> dict:
@@ -72,15 +73,10 @@ def training_hours(train_log) -> float:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves half a file."""
+    """``torch.save`` through the project's one atomic writer: a kill never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f), force=True)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -112,7 +108,6 @@ def drop_log_rows_after(path: Path, step: int) -> None:
         rows = list(csv.reader(f))
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
     if len(kept) < len(rows):
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, path)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(kept)
+        atomic_write(path, text.getvalue().encode(), force=True)

