@@ -148,15 +148,17 @@ def test_the_estimate_grows_with_the_image_not_with_the_tile_count():
 
 # ----- camera-sized photos (slow) -------------------------------------------------------------------------------
 _MEASURE = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     from helpers.cli import main
-    def rss():
-        return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) * 1024
+    def status(field):
+        return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) * 1024
     import helpers.codec, torch
-    base = rss()
+    base = status("VmRSS")
     code = main(sys.argv[1:])
-    print(json.dumps({"code": code, "base": base, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(json.dumps({"code": code, "base": base, "peak": status("VmHWM")}))
 """)
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so a
+# child of a large pytest process would report the parent's peak.
 
 
 def measured(*args) -> dict:
