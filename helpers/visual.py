@@ -137,13 +137,11 @@ def bit_allocation(leaf, img: np.ndarray, level: int) -> np.ndarray:
     ``bits_map`` (y and z, -log2 p under the coder's entropy model), each latent position's bits spread over
     the 16x16 pixels it covers. Padded like ``LeafCodec.encode``; the padding's share is cropped away."""
     import torch
-    import torch.nn.functional as F
 
-    from .model import STRIDE
+    from .model import pad_to_stride
 
     h, w = img.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div(255)
-    x = F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+    x = pad_to_stride(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div(255))
     bits = leaf.model.bits_map(x, level - 1).numpy()
     return np.kron(bits, np.ones((16, 16)))[:h, :w] / 256
 
