@@ -44,18 +44,30 @@ def _codec(name: str, checkpoint=None):
     return replace({c.name: c for c in classical_codecs()}[name], settings=(MID_SETTINGS[name],))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so a child started by a large process would report the parent's peak."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def measure(name: str, images, checkpoint=None) -> dict:
     """Median encode/decode ms over ``images`` (uint8 RGB arrays, one call each, timed by
     ``evaluate.evaluate``), the mean bpp, and this process's peak resident memory before and after."""
     from .evaluate import evaluate
 
     codec = _codec(name, checkpoint)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = peak_rss_mb()
     rows = evaluate([codec], images, quality=False, progress=False)
     return {
         "codec": name, "setting": codec.settings[0], "encode_ms": float(rows.encode_ms.median()),
         "decode_ms": float(rows.decode_ms.median()), "bpp": float(rows.bpp.mean()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": base_rss,
     }  # fmt: skip
 
