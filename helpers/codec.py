@@ -219,6 +219,22 @@ def _check_range(values: torch.Tensor, what: str) -> None:
         raise CodecError(f"corrupted {what} stream: it decodes to implausible values")
 
 
+def _checked_stream(stream: bytes, decode, encode, values: str, name: str) -> torch.Tensor:
+    """Decode one rANS stream and prove it: every value within LATENT_LIMIT, and the stream exactly what the encoder
+    writes for those values. Anything else is a CodecError naming the stream (an allocation failure stays one)."""
+    try:
+        decoded = decode(stream)
+        _check_range(decoded, values)
+        canonical = encode(decoded) == stream
+    except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
+        if _is_allocation_failure(exc):
+            raise
+        raise CodecError(f"corrupted {name}: {exc.__class__.__name__}: {exc}") from None
+    if not canonical:
+        raise CodecError(f"corrupted {name}: it is not what the encoder writes for its symbols")
+    return decoded
+
+
 def _symbols_bytes(symbols: torch.Tensor) -> bytes:
     return symbols.numpy().astype("<i4").tobytes()
 
@@ -432,20 +448,9 @@ class LeafCodec:
         rows, cols = tiling.latent_size(header.height, header.width)
         y_hat = torch.empty(1, m.M, rows, cols)  # first: if memory is short, fail before any work
         z_shape = (rows // tiling.Z_STRIDE, cols // tiling.Z_STRIDE)
-        z = header.streams[0]
-        try:
-            z_hat = m.entropy_bottleneck.decompress([_guarded(z, m.N * z_shape[0] * z_shape[1])], z_shape)
-            _check_range(z_hat, "hyper-latent")
-            canonical = m.entropy_bottleneck.compress(z_hat)[0] == z
-        except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
-            if _is_allocation_failure(exc):
-                raise
-            raise CodecError(f"corrupted hyper-latent stream: {exc.__class__.__name__}: {exc}") from None
-        if not canonical:
-            raise CodecError(
-                "corrupted hyper-latent stream: it is not what the encoder writes for its symbols"
-            )
-        y_hat = torch.empty(1, m.M, rows, cols)
+        eb, n_z = m.entropy_bottleneck, m.N * z_shape[0] * z_shape[1]
+        z_hat = _checked_stream(header.streams[0], lambda z: eb.decompress([_guarded(z, n_z)], z_shape),
+                                lambda v: eb.compress(v)[0], "hyper-latent", "hyper-latent stream")  # fmt: skip
         crc = 0
         for i, t in enumerate(tiling.coding_tiles(header.height, header.width)):
             symbols, means = self._decode_tile(header.streams[1 + i], z_hat, t, i + 1)
@@ -458,18 +463,8 @@ class LeafCodec:
     def _decode_tile(self, stream: bytes, z_hat: torch.Tensor, t: tiling.Tile, i: int):
         gc = self.model.gaussian_conditional
         means, indexes = self._tile_parameters(z_hat, t)
-        try:
-            symbols = gc.decompress([_guarded(stream, indexes.numel())], indexes).int()
-            _check_range(symbols, "latent")
-            canonical = gc.compress(symbols.float(), indexes)[0] == stream
-        except (RuntimeError, ValueError, OverflowError, IndexError) as exc:
-            if _is_allocation_failure(exc):
-                raise
-            raise CodecError(f"corrupted latent stream {i}: {exc.__class__.__name__}: {exc}") from None
-        if not canonical:
-            raise CodecError(
-                f"corrupted latent stream {i}: it is not what the encoder writes for its symbols"
-            )
+        symbols = _checked_stream(stream, lambda y: gc.decompress([_guarded(y, indexes.numel())], indexes).int(),
+                                  lambda v: gc.compress(v.float(), indexes)[0], "latent", f"latent stream {i}")  # fmt: skip
         return symbols, means
 
     # ----- files (the command line) ---------------------------------------------------------------------------

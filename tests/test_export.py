@@ -113,7 +113,9 @@ def test_the_parity_table(exported, shipped, tmp_path):
     by = {(r.component, r.format): r for r in table.itertuples()}
     assert all(by[(p, "TorchScript")].max_abs_diff == 0 for p in export.PARTS)
     assert all(by[(p, "ONNX")].max_abs_diff < 1e-4 for p in export.ONNX_PARTS)
-    assert by[("h_s", "TorchScript")].same_indexes_share == 1 and by[("h_s", "TorchScript")].checks == len(checks)
+    assert by[("h_s", "TorchScript")].same_indexes_share == 1 and by[("h_s", "TorchScript")].checks == len(
+        checks
+    )
     ort = by[("decoder (pixels)", "ONNX Runtime")]
     assert ort.max_abs_diff <= export.PIXEL_TOLERANCE and ort.identical_share > 0.999
     assert by[("decoder (pixels)", "PyTorch")].identical_share == 1
