@@ -11,19 +11,19 @@ per stream, checksum), so bpp is what a file of that candidate would weigh.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from . import paths, tiling
+from .baselines import classical_codecs
 from .candidates import CANDIDATES, decoder_kmacs_per_pixel, stream_bytes
 from .data import load_array, photo_split, read_image, read_manifest, split_paths
 from .metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
+from .model import pad_to_stride
 from .tables import save_table, write_csv
 from .train import TrainConfig, build_model, fine_tune_state, load_checkpoint, train
 
@@ -39,7 +39,6 @@ WARM_RECIPE = dict(lambdas=V2_LAMBDAS, steps=600, batch_size=4, crop=256, photo_
                    decay_start=0.25, warmup_steps=50, checkpoint_every=100, log_every=25, val_every=600)  # fmt: skip
 WARM = ("base", "channel", "elic")
 CONTAINER_OVERHEAD = 40  # bytes of a .leaf file besides its streams' bytes and their 4-byte lengths
-AVIF_BEST = dict(subsampling="4:4:4", speed=4)
 AVIF_QUALITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 POINTS = paths.RESULTS
 PHOTO_CROP = 384  # validation photos are centre-cropped to this size to keep the bake-off quick
@@ -74,9 +73,7 @@ def validation_images(n_leaves: int = 24) -> dict[str, list[np.ndarray]]:
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-    h, w = x.shape[-2:]
-    return torch.nn.functional.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
+    return pad_to_stride(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
 
 
 def _row(img, rec, n_bytes, enc_s, dec_s) -> dict:
@@ -100,13 +97,13 @@ def code_candidate(model, img: np.ndarray, level: int) -> dict:
 
 
 def code_avif(img: np.ndarray, quality: int) -> dict:
-    buf = io.BytesIO()
+    """AVIF at its best (the study's ``avif`` codec from helpers.baselines) at one quality."""
+    avif = {c.name: c for c in classical_codecs()}["avif"]
     t0 = time.perf_counter()
-    Image.fromarray(img).save(buf, "AVIF", quality=quality, **AVIF_BEST)
+    data = avif.encode(img, quality)
     t1 = time.perf_counter()
-    with Image.open(io.BytesIO(buf.getvalue())) as im:
-        rec = np.asarray(im.convert("RGB"))
-    return _row(img, rec, len(buf.getvalue()), t1 - t0, time.perf_counter() - t1)
+    rec = avif.decode(data)
+    return _row(img, rec, len(data), t1 - t0, time.perf_counter() - t1)
 
 
 # Keys of the gains in checkpoints written before the gains were model.LevelGain modules.

@@ -56,11 +56,15 @@ def group_key(filename: str) -> str:
     return code or stem
 
 
+def seeded_unit(key: str) -> float:
+    """A number in [0, 1) fixed by ``key`` (a seeded hash): splits that no file order or machine can change."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
 def assign_split(group: str, cls: str, seed: int = 0) -> str:
     if cls.startswith(HOLDOUT_CLASS_PREFIXES):
         return HOLDOUT
-    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    u = seeded_unit(f"{seed}:{group}")
     edge = 0.0
     for split, fraction in SPLIT_FRACTIONS.items():
         edge += fraction
@@ -268,8 +272,7 @@ def photo_split(split: str, root: Path | None = None, seed: int = 0) -> list[Pat
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        u = int.from_bytes(hashlib.sha256(f"{seed}:photo:{p.name}".encode()).digest()[:8], "big") / 2**64
-        if (u < PHOTO_VAL_SHARE) == (split == "val"):
+        if (seeded_unit(f"{seed}:photo:{p.name}") < PHOTO_VAL_SHARE) == (split == "val"):
             chosen.append(p)
     if not chosen:
         raise DataError(f"no {split} photos in {folder}")
