@@ -47,6 +47,33 @@ def export_checkpoint(train_checkpoint: dict, name: str = "leaf-hyperprior") -> 
     }
 
 
+# The shipped checkpoints, by tune: ``--tune`` picks one for encoding; a file's recorded model name picks the
+# one that decodes it.
+TUNES = {
+    "mse": ("leaf-hyperprior", paths.SHIPPED_CHECKPOINT),
+    "perceptual": ("leaf-hyperprior-perceptual", paths.PERCEPTUAL_CHECKPOINT),
+}
+TUNE_OBJECTIVES = {
+    "mse": "MSE (PSNR-optimised)",
+    "perceptual": "MS-SSIM + LPIPS (the paper's perceptual objective)",
+}
+
+
+def tune_checkpoint(tune: str) -> Path:
+    """The shipped checkpoint of a tune ("mse" or "perceptual"); CheckpointError if it is unknown or missing."""
+    if tune not in TUNES:
+        raise CheckpointError(f"unknown tune {tune!r}; choose from {', '.join(TUNES)}")
+    path = TUNES[tune][1]
+    if not path.is_file():
+        raise CheckpointError(f"the {tune} checkpoint is not installed: {path} is missing")
+    return path
+
+
+def tune_of(model_name: str) -> str | None:
+    """The tune whose shipped checkpoint carries ``model_name`` (as recorded in a file), else None."""
+    return next((tune for tune, (name, _) in TUNES.items() if name == model_name), None)
+
+
 def load_model(checkpoint: str | Path | None = None) -> tuple[LeafHyperprior, dict]:
     """The model of a shipped checkpoint (default: the one in outputs/checkpoints), in eval mode, and the
     checkpoint dict; CheckpointError with a one-line reason otherwise."""

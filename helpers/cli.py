@@ -118,11 +118,41 @@ def _size(text: str, unit: int, what: str) -> int:
     return int(value)
 
 
-def _codec(args, backend: str = "torch"):
+def _codec(args, backend: str = "torch", checkpoint=None):
     from .codec import LeafCodec
 
-    return LeafCodec(args.checkpoint, backend=backend, max_pixels=_size(args.max_pixels, 1000, "--max-pixels"),
+    return LeafCodec(checkpoint or args.checkpoint, backend=backend,
+                     max_pixels=_size(args.max_pixels, 1000, "--max-pixels"),
                      max_memory=_size(args.max_memory, 1024, "--max-memory"))  # fmt: skip
+
+
+def _encoder_checkpoint(args):
+    """``--checkpoint`` if given, else the shipped checkpoint of ``--tune``."""
+    from .checkpoints import tune_checkpoint
+
+    if args.checkpoint and args.tune:
+        raise LeafCodecError("give --checkpoint or --tune, not both")
+    return args.checkpoint or tune_checkpoint(args.tune or "mse")
+
+
+class _Decoders:
+    """One codec per checkpoint: ``--checkpoint`` if given, else the shipped one whose model wrote the file."""
+
+    def __init__(self, args):
+        self.args, self.codecs = args, {}
+
+    def __call__(self, src):
+        from .checkpoints import TUNES, tune_of
+        from .codec import parse, read_bitstream
+
+        path = self.args.checkpoint
+        if path is None:
+            tune = tune_of(parse(read_bitstream(src)).model_name)
+            # A file of another model falls back to the MSE checkpoint, whose check_model says which one it needs.
+            path = TUNES[tune][1] if tune and TUNES[tune][1].is_file() else None
+        if path not in self.codecs:
+            self.codecs[path] = _codec(self.args, self.args.backend, path)
+        return self.codecs[path]
 
 
 def _level_text(level) -> str:
@@ -133,7 +163,7 @@ def _cmd_compress(args) -> int:
     from .codec import SUFFIX
     from .metrics import bpp
 
-    codec = _codec(args)
+    codec = _codec(args, checkpoint=_encoder_checkpoint(args))
     level = None if args.level is None else codec.check_level(args.level)
     max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
     if args.target_bpp is not None and not args.target_bpp > 0:
@@ -161,16 +191,17 @@ def _cmd_decompress(args) -> int:
     if out is None and args.out_dir is None and len(inputs) == 2 and inputs[1].lower().endswith(".png"):
         inputs, out = inputs[:1], inputs[1]
     pairs = _batch_outputs(inputs, out, args.out_dir, ".png", "decompress")
-    codec = _codec(args, backend=args.backend)
+    decoder = _Decoders(args)
 
     def work(src, dst):
-        h = codec.decompress_file(src, dst, force=args.force)
+        h = decoder(src).decompress_file(src, dst, force=args.force)
         return f"{src} -> {dst}: {h.width}x{h.height}, level {_level_text(h.level)}"
 
     return _run_batch(pairs, work, "decompress")
 
 
 def _cmd_info(args) -> int:
+    from .checkpoints import TUNE_OBJECTIVES, tune_of
     from .codec import COLOUR_NAMES, parse, read_bitstream
     from .metrics import bpp
 
@@ -178,7 +209,11 @@ def _cmd_info(args) -> int:
     h = parse(data)
     print(f"file:      {args.file}")
     print(f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})")
+    tune = tune_of(h.model_name)
     print(f"model:     {h.model_name} (weights {h.weights_hash.hex()})")
+    print(
+        f"tune:      {TUNE_OBJECTIVES[tune] if tune else 'not a shipped model (decode with its checkpoint)'}"
+    )
     print(
         f"level:     {_level_text(h.level)}"
         + ("" if isinstance(h.level, int) else " (between trained levels)")
@@ -254,7 +289,10 @@ def _common_coding_options(s) -> None:
     from .budget import DEFAULT_MAX_MEMORY
     from .imageio import DEFAULT_MAX_PIXELS
 
-    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.add_argument(
+        "--checkpoint",
+        help="model checkpoint (default: the shipped one; decoding: the one that wrote the file)",
+    )
     s.add_argument("--force", action="store_true",
                    help="overwrite existing outputs (regular files only: never folders, links, devices, FIFOs)")  # fmt: skip
     s.add_argument("--max-pixels", default=f"{DEFAULT_MAX_PIXELS // 10**6}M", metavar="N",
@@ -276,6 +314,8 @@ def _add_codec_commands(sub) -> None:
     rate.add_argument(
         "--max-bytes", metavar="N", help="the highest level whose file has at most N bytes (e.g. 50K)"
     )
+    s.add_argument("--tune", choices=("mse", "perceptual"),
+                   help="mse: the PSNR-optimised model (default); perceptual: tuned for MS-SSIM + LPIPS")  # fmt: skip
     _common_coding_options(s)
     s.set_defaults(func=_cmd_compress)
 

@@ -324,29 +324,16 @@ def write_card(clf: Classifier, card: Path = CLASSIFIER_CARD, checkpoint: Path =
 
 
 # ----- notebook 06: the classifier on decoded images ----------------------------------------------------------
-PERCEPTUAL_CHECKPOINT = paths.PERCEPTUAL_CHECKPOINT
-
-
-def our_checkpoints(checkpoint: Path | None = None) -> dict[str, Path]:
-    """Our codec's checkpoints in the study, by codec name: ``checkpoint`` (default the shipped one) as "ours",
-    and the perceptually trained one as "ours_perceptual" when it is shipped."""
-    found = {"ours": Path(checkpoint) if checkpoint else paths.SHIPPED_CHECKPOINT}
-    if PERCEPTUAL_CHECKPOINT.is_file():
-        found["ours_perceptual"] = PERCEPTUAL_CHECKPOINT
-    return found
-
-
 def study_codecs(checkpoints: dict[str, Path], stride: int = 1) -> list:
     """Every codec of the study (``baselines.classical_codecs`` and ours for each named checkpoint), each with
     every ``stride``-th setting."""
     from dataclasses import replace
 
     from .baselines import classical_codecs
-    from .codec import LeafCodec
-    from .evaluate import learned_codec
+    from .evaluate import learned_codecs
 
-    ours = [replace(learned_codec(LeafCodec(path)), name=name) for name, path in checkpoints.items()]
-    return [replace(c, settings=c.settings[::stride]) for c in [*classical_codecs(), *ours]]
+    classical = [replace(c, settings=c.settings[::stride]) for c in classical_codecs()]
+    return [*classical, *learned_codecs(checkpoints, stride)]
 
 
 def original_features(records: Sequence[data.Record], root: Path) -> tuple[pd.DataFrame, np.ndarray]:

@@ -26,7 +26,7 @@ import pandas as pd
 from . import paths
 from .baselines import Codec
 from .errors import CodecError, DataError
-from .metrics import bd_rate, bpp, compare_images
+from .metrics import FIDELITY_COLUMNS, bd_rate, bpp, compare_images, fidelity_scores
 from .tables import relative_name, write_csv
 
 CSV_COLUMNS = ("image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "lpips",
@@ -38,9 +38,29 @@ QUALITY_METRICS = {"psnr": True, "ms_ssim_db": True, "lpips": False}  # metric -
 ANCHORS = ("avif", "avif_fast", "jpeg2000", "webp", "jpeg")
 
 
-def learned_codec(leaf, levels=None) -> Codec:
+def learned_codec(leaf, levels=None, name: str = "ours") -> Codec:
     """Our codec (a ``helpers.codec.LeafCodec``, any checkpoint) as a ``Codec``: settings = quality levels."""
-    return Codec("ours", tuple(leaf.levels if levels is None else levels), leaf.encode, leaf.decode)
+    return Codec(name, tuple(leaf.levels if levels is None else levels), leaf.encode, leaf.decode)
+
+
+def our_checkpoints(checkpoint: Path | None = None) -> dict[str, Path]:
+    """Our codec's checkpoints in the study, by codec name: ``checkpoint`` (default the shipped MSE one) as
+    "ours", and the perceptually tuned one (issue 11) as "ours_perceptual" when it is shipped."""
+    found = {"ours": Path(checkpoint) if checkpoint else paths.SHIPPED_CHECKPOINT}
+    if paths.PERCEPTUAL_CHECKPOINT.is_file():
+        found["ours_perceptual"] = paths.PERCEPTUAL_CHECKPOINT
+    return found
+
+
+def learned_codecs(checkpoints: dict[str, Path], stride: int = 1) -> list[Codec]:
+    """Our codec once per named checkpoint (``our_checkpoints``), each with every ``stride``-th level."""
+    from .codec import LeafCodec
+
+    out = []
+    for name, path in checkpoints.items():
+        leaf = LeafCodec(path)
+        out.append(learned_codec(leaf, leaf.levels[::stride], name))
+    return out
 
 
 class Coded(NamedTuple):
@@ -104,35 +124,40 @@ def coded_images(codecs: Sequence[Codec], images, data_root=None, one_thread: bo
             yield name, img, coded
 
 
-def measure(name: str, img: np.ndarray, c: Coded, lpips: bool = True, quality: bool = True) -> dict:
-    """One row of ``CSV_COLUMNS``; without ``quality`` (speed runs) the quality columns are NaN."""
+def measure(name: str, img: np.ndarray, c: Coded, lpips: bool = True, quality: bool = True,
+            fidelity: bool = False) -> dict:  # fmt: skip
+    """One row of ``CSV_COLUMNS``; without ``quality`` (speed runs) the quality columns are NaN. With
+    ``fidelity``, ``metrics.FIDELITY_COLUMNS`` follow (edges and high-frequency band against the original)."""
     scores = (
         compare_images(img, c.decoded, lpips=lpips) if quality else dict.fromkeys(QUALITY_COLUMNS, np.nan)
     )
     h, w = img.shape[:2]
-    return {"image": name, "codec": c.codec, "setting": c.setting, "bytes": len(c.data), "bpp": c.bpp,
-            **{k: scores[k] for k in QUALITY_COLUMNS}, "encode_ms": c.encode_ms, "decode_ms": c.decode_ms,
-            "height": h, "width": w}  # fmt: skip
+    row = {"image": name, "codec": c.codec, "setting": c.setting, "bytes": len(c.data), "bpp": c.bpp,
+           **{k: scores[k] for k in QUALITY_COLUMNS}, "encode_ms": c.encode_ms, "decode_ms": c.decode_ms,
+           "height": h, "width": w}  # fmt: skip
+    return {**row, **fidelity_scores(img, c.decoded)} if fidelity else row
 
 
 def evaluate(codecs: Sequence[Codec], images, out_csv: str | Path | None = None, *, lpips: bool = True,
-             quality: bool = True, data_root=None, one_thread: bool = True, workers: int = 1,
-             progress: bool = True) -> pd.DataFrame:  # fmt: skip
+             quality: bool = True, fidelity: bool = False, data_root=None, one_thread: bool = True,
+             workers: int = 1, progress: bool = True) -> pd.DataFrame:  # fmt: skip
     """Code every image with every codec at every setting: one row per (image, codec, setting), columns
     ``CSV_COLUMNS``, also written to ``out_csv``. Images are paths (named relative to ``data_root``) or
     arrays; ``lpips=False`` leaves LPIPS NaN, ``quality=False`` every quality column (timings only).
+    ``fidelity`` adds ``metrics.FIDELITY_COLUMNS`` (edge and high-frequency fidelity).
     ``workers`` > 1 codes the images in that many forked processes (``forked_map``; rows in the same order)."""
-    kwargs = {"lpips": lpips, "quality": quality, "data_root": data_root, "one_thread": one_thread}
+    kwargs = {"lpips": lpips, "quality": quality, "fidelity": fidelity, "data_root": data_root,
+              "one_thread": one_thread}  # fmt: skip
     if workers > 1 and len(images) > 1:
         named = [(f"image{i}", x) if isinstance(x, np.ndarray) else x for i, x in enumerate(images)]
         parts = forked_map(lambda chunk: evaluate(codecs, chunk, progress=False, **kwargs), named, workers,
                            progress=progress, desc="evaluate")  # fmt: skip
         df = pd.concat(parts, ignore_index=True)
     else:
-        rows = [measure(name, img, c, lpips, quality)
+        rows = [measure(name, img, c, lpips, quality, fidelity)
                 for name, img, coded in coded_images(codecs, images, data_root, one_thread, progress)
                 for c in coded]  # fmt: skip
-        df = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+        df = pd.DataFrame(rows, columns=list(CSV_COLUMNS) + (list(FIDELITY_COLUMNS) if fidelity else []))
     if out_csv is not None:
         write_csv(df, out_csv)
     return df
@@ -209,6 +234,20 @@ def bd_table(summary: pd.DataFrame, anchors=ANCHORS, tests=None, rate_window=RAT
                     row[f"bd_rate_{metric}"] = np.nan
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def delta_at_equal_rate(summary: pd.DataFrame, anchor: str, test: str, metric: str,
+                        rate_window=RATE_WINDOW) -> float:  # fmt: skip
+    """Mean of ``metric``(test) - ``metric``(anchor) at equal rate: both mean curves interpolated linearly in
+    log-rate on a common grid over the rates both reach inside ``rate_window``. Unlike a Bjontegaard delta it
+    needs no monotone curve, so it suits measures such as edge precision; NaN without an overlap."""
+    grid = np.geomspace(*rate_window, 200)
+    a, t = (summary[summary.codec == c].sort_values("bpp") for c in (anchor, test))
+    g = grid[(grid >= max(a.bpp.min(), t.bpp.min())) & (grid <= min(a.bpp.max(), t.bpp.max()))]
+    if len(g) < 2:
+        return float("nan")
+    at = [np.interp(np.log(g), np.log(d.bpp), d[metric]) for d in (t, a)]
+    return float(np.mean(at[0] - at[1]))
 
 
 def crossings(summary: pd.DataFrame, ours: str = "ours", metric: str = "psnr",

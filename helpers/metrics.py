@@ -15,6 +15,16 @@
   for both images, so an edge blurred below it is lost (recall falls) and a blocking or ringing artefact that
   rises above it is a false edge (precision falls); a pixel counts as matched when an edge pixel of the other
   map lies within 1 pixel (3x3 neighbourhood), so a half-pixel shift is not an error.
+* High-frequency fidelity (``hf_fidelity``): the luma's finest band (the image minus its Gaussian blur,
+  sigma 1 px). ``hf_error`` is the energy of the band's error relative to the original band's energy: 0 for a
+  perfect copy, 1 for a decoder that drops the band (smooth), and above 1 for one that adds detail that is not
+  there (invented texture with the original's energy but no correlation with it scores 2). ``hf_energy`` is the
+  decoded band's energy relative to the original's: below 1 smooths, above 1 sharpens or invents. A perceptual
+  decoder can only lower ``hf_error`` below a smooth one's by putting back the original's own detail.
+  ``hf_recovered`` is the share of the original band the decoded band reproduces in step with it (its
+  projection on the original: 1 for a copy, 0 for a smooth decoder and for invented texture alike). Writing the
+  decoded band as ``hf_recovered`` x original + a part unrelated to it, ``hf_energy`` - ``hf_recovered``^2 is
+  that unrelated part's energy: detail in the wrong place, or not in the original at all.
 """
 
 from __future__ import annotations
@@ -278,6 +288,45 @@ def sobel_magnitude(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img, dtype=np.float64)
     luma = img @ np.array([0.299, 0.587, 0.114]) if img.ndim == 3 else img
     return np.hypot(ndimage.sobel(luma, axis=1, mode="reflect"), ndimage.sobel(luma, axis=0, mode="reflect"))
+
+
+HF_SIGMA = 1.0  # px: the finest band of a Laplacian pyramid (roughly 1/4 to 1/2 of the sampling frequency)
+
+
+def high_band(img: np.ndarray, sigma: float = HF_SIGMA) -> np.ndarray:
+    """The BT.601 luma minus its Gaussian blur (float64, H x W)."""
+    from scipy import ndimage
+
+    luma = np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    return luma - ndimage.gaussian_filter(luma, sigma, mode="reflect")
+
+
+def hf_fidelity(ref: np.ndarray, test: np.ndarray) -> dict:
+    """``hf_error``, ``hf_energy`` and ``hf_recovered`` of ``test``'s finest luma band against ``ref``'s (module docstring);
+    NaN for an original without any detail (a flat image)."""
+    _check_pair(ref, test)
+    a, b = high_band(ref), high_band(test)
+    energy = float((a**2).sum())
+    if energy == 0:
+        return dict.fromkeys(("hf_error", "hf_energy", "hf_recovered"), float("nan"))
+    return {"hf_error": float(((b - a) ** 2).sum()) / energy, "hf_energy": float((b**2).sum()) / energy,
+            "hf_recovered": float((a * b).sum()) / energy}  # fmt: skip
+
+
+def fidelity_scores(ref: np.ndarray, test: np.ndarray) -> dict:
+    """The detail-fidelity measures of one pair: ``edge_fidelity``'s four and ``hf_fidelity``'s three."""
+    return {**edge_fidelity(ref, test), **hf_fidelity(ref, test)}
+
+
+FIDELITY_COLUMNS = (
+    "edge_corr",
+    "edge_f1",
+    "edge_precision",
+    "edge_recall",
+    "hf_error",
+    "hf_energy",
+    "hf_recovered",
+)
 
 
 def edge_fidelity(ref: np.ndarray, test: np.ndarray, quantile: float = EDGE_QUANTILE,

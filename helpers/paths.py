@@ -19,6 +19,7 @@ DOWNLOADED_DATA = DATA / "plantvillage"
 SHIPPED_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior.pth.tar"
 # The perceptually tuned checkpoint (issue 11: MS-SSIM + LPIPS objective), used by the study when it exists.
 PERCEPTUAL_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior_perceptual.pth.tar"
+PERCEPTUAL_RUN = OUTPUTS / "runs" / "perceptual" / "final"
 # The training run that produced the shipped checkpoint (its config.json names the run it was fine-tuned from).
 SHIPPED_RUN = OUTPUTS / "runs" / "leaf_hyperprior_ft"
 

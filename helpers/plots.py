@@ -92,6 +92,7 @@ def augmentation_grid(original, augmented, ncols: int = 3, size: float = 2.2):
 # ----- training and rate-distortion -----------------------------------------------------------------------
 CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
     "ours": ("tab:green", "o", "ours (learned)"),
+    "ours_perceptual": ("tab:olive", "*", "ours, perceptual (MS-SSIM + LPIPS)"),
     "jpeg": ("tab:gray", "s", "JPEG"),
     "jpeg2000": ("tab:brown", "D", "JPEG 2000"),
     "webp": ("tab:blue", "^", "WebP"),
@@ -100,7 +101,10 @@ CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
 }
 PUBLISHED_STYLE = ("0.35", ("P", "X", "*", "h"))  # published curves: one grey, dashed, a marker each
 METRIC_LABEL = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)", "lpips": "LPIPS (lower is better)",
-                "edge_f1": "edge F1 (Sobel, 1 px tolerance)", "edge_corr": "Sobel magnitude correlation"}  # fmt: skip
+                "edge_f1": "edge F1 (Sobel, 1 px tolerance)", "edge_corr": "Sobel magnitude correlation",
+                "edge_precision": "edge precision (Sobel, 1 px tolerance)",
+                "hf_error": "high-frequency error (relative; 1 = band lost)",
+                "hf_recovered": "high-frequency detail recovered (1 = all)"}  # fmt: skip
 
 
 def codec_label(name: str) -> str:
@@ -179,7 +183,7 @@ def rd_curves(summary, metrics=("psnr", "ms_ssim_db", "lpips"), rate_window=(0.0
 # ----- visual comparisons at matched rates (notebook 04) ---------------------------------------------------
 def _codec_columns(examples) -> list[str]:
     names = list(dict.fromkeys(n for ex in examples for n in ex["coded"]))
-    return [n for n in names if n != "ours"] + (["ours"] if "ours" in names else [])  # ours last
+    return sorted(names, key=lambda n: n.startswith("ours"))  # ours last (stable: MSE, then perceptual)
 
 
 def matched_panels(examples, view: str = "image", crop: int = 64, title: str = ""):
@@ -276,11 +280,11 @@ def lpips_pairs(matched, target: float, ours: str = "ours"):
         x, y = theirs.loc[common, "lpips"], mine.loc[common, "lpips"]
         wins = int((y < x).sum())
         ax.scatter(x, y, s=14, color=colour, marker=marker, alpha=0.8,
-                   label=f"vs {label}: ours better in {wins}/{len(common)}")  # fmt: skip
+                   label=f"vs {label}: better in {wins}/{len(common)}")  # fmt: skip
         hi = max(hi, float(np.nanmax([x.max(), y.max()])) if len(common) else 0.0)
     hi = 1.05 * hi or 1.0
     ax.plot([0, hi], [0, hi], "k--", lw=0.8)
-    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="LPIPS of the other codec", ylabel="LPIPS of ours",
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="LPIPS of the other codec", ylabel=f"LPIPS of {codec_label(ours)}",
            title=f"per-image LPIPS at ~{target:g} bpp (lower is better)")  # fmt: skip
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)

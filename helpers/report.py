@@ -67,11 +67,13 @@ def _stage_recipe(cfg: dict, log) -> str:
 
 
 def model_card(bd_table, rd_points, kodak_bd=None, checkpoint=paths.SHIPPED_CHECKPOINT, run_dir=paths.SHIPPED_RUN,
-               out=paths.CHECKPOINTS / "MODEL_CARD.md") -> str:  # fmt: skip
+               out=paths.CHECKPOINTS / "MODEL_CARD.md", codec: str = "ours") -> str:  # fmt: skip
     """Write a checkpoint's model card from its metadata, the training logs of ``run_dir`` (the run that
-    produced it) and the study's tables: ``bd_table``/``rd_points`` of the test split, ``kodak_bd`` of Kodak."""
+    produced it) and the study's tables (rows of ``codec``): ``bd_table``/``rd_points`` of the test split,
+    ``kodak_bd`` of Kodak."""
     from .codec import load_model
     from .runs import run_config, run_stages, stage_logs, training_hours
+    from .train import LPIPS_WEIGHT, MSSSIM_WEIGHT
 
     checkpoint = Path(checkpoint)
     _, meta = load_model(checkpoint)
@@ -82,7 +84,7 @@ def model_card(bd_table, rd_points, kodak_bd=None, checkpoint=paths.SHIPPED_CHEC
                       + _stage_recipe(run_config(stage), train_log[train_log.stage == stage.name]))  # fmt: skip
     cfg = run_config(run_dir)
     lambdas = ", ".join(f"{lam:g}" for lam in meta["config"]["lambdas"])
-    ours = rd_points[rd_points.codec == "ours"][["setting", "bpp", "psnr", "ms_ssim", "lpips"]]
+    ours = rd_points[rd_points.codec == codec][["setting", "bpp", "psnr", "ms_ssim", "lpips"]]
     newline = "\n"
     text = f"""# Model card: {meta["name"]}
 
@@ -92,8 +94,8 @@ def model_card(bd_table, rd_points, kodak_bd=None, checkpoint=paths.SHIPPED_CHEC
 - **Weights**: `{checkpoint.name}`, sha256 `{meta["weights_sha256"]}`
   ({checkpoint.stat().st_size / 2**20:.1f} MiB).
 - **Data**: PlantVillage training split (`data/split_manifest.csv`, Potato classes held out).
-- **Objective**: per image at level k, R + lambda_k * 255^2 * MSE (alpha={cfg["alpha"]}, beta={cfg["beta"]});
-  lambdas {lambdas}.
+- **Objective**: per image at level k, R + lambda_k * [(1 - alpha) * 255^2 * MSE + alpha * {MSSSIM_WEIGHT:g} * (1 - MS-SSIM)
+  + beta * {LPIPS_WEIGHT:g} * LPIPS-alex] with alpha={cfg["alpha"]}, beta={cfg["beta"]} (`helpers/train.py`); lambdas {lambdas}.
 - **Training stages** (each in `outputs/runs/`, with its config and logs):
 {newline.join(stages)}
 - **Trained**: {int(train_log.steps_in_row.sum())} steps, {training_hours(train_log):.2f} h wall-clock in all on
@@ -105,11 +107,11 @@ def model_card(bd_table, rd_points, kodak_bd=None, checkpoint=paths.SHIPPED_CHEC
 BD-rate of this model against the classical codecs inside 0.05-1 bpp (negative = fewer bits; `avif` is
 libaom 4:4:4 at speed 4, `avif_fast` 4:2:0 at speed 6):
 
-{markdown_table(bd_table[bd_table.codec == "ours"].drop(columns="codec"))}"""
+{markdown_table(bd_table[bd_table.codec == codec].drop(columns="codec"))}"""
     if kodak_bd is not None:
         text += f"""
 On Kodak (24 photographs, never used in training), inside 0.05-1 bpp:
 
-{markdown_table(kodak_bd[kodak_bd.codec == "ours"].drop(columns="codec"))}"""
+{markdown_table(kodak_bd[kodak_bd.codec == codec].drop(columns="codec"))}"""
     _write_text(out, text)
     return text

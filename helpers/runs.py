@@ -34,6 +34,8 @@ def run_stages(run_dir: Path) -> list[Path]:
         if not parent:
             return stages
         parent_dir = (paths.ROOT / parent).parent
+        if (paths.ROOT / parent).resolve() == paths.SHIPPED_CHECKPOINT.resolve():
+            parent_dir = paths.SHIPPED_RUN  # fine-tuned from the shipped weights: the run that made them
         if parent_dir in stages:
             raise CheckpointError(f"training runs form a cycle at {parent_dir}")
         stages.insert(0, parent_dir)

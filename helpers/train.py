@@ -2,9 +2,12 @@
 
 Loss per image at quality level k (CompressAI convention, lambda on the distortion):
 
-    L_k = R + lambda_k * [ (1 - alpha) * 255^2 * MSE + alpha * MSSSIM_WEIGHT * (1 - MS-SSIM) ] + beta * LPIPS
+    L_k = R + lambda_k * [ (1 - alpha) * 255^2 * MSE + alpha * MSSSIM_WEIGHT * (1 - MS-SSIM)
+                           + beta * LPIPS_WEIGHT * LPIPS ]
 
-The seed writes the same trade-off as lambda_R * R + D; the two are equal up to scale with lambda = 1/lambda_R.
+The paper writes the same trade-off as lambda_R * R + D, with every distortion term (LPIPS included) in D; the two
+are equal up to scale with lambda = 1/lambda_R. LPIPS therefore sits inside the bracket, so the balance between
+pixel fidelity and perceptual distance is the same at every quality level.
 Each image in a batch draws its own level, so one run trains every quality level of the gain-unit model.
 
 Run with ``python -m helpers train RUN_DIR`` (single process) or
@@ -43,6 +46,7 @@ from .runs import (  # noqa: F401  (run_config .. training_hours: the run-folder
 from .tables import relative_name
 
 MSSSIM_WEIGHT = 2000.0  # brings (1 - MS-SSIM) to the scale of 255^2 * MSE at typical operating points
+LPIPS_WEIGHT = 1000.0  # likewise for LPIPS-alex (about 0.15 where 255^2 * MSE is about 130, i.e. 27 dB)
 
 
 @dataclass
@@ -53,7 +57,7 @@ class TrainConfig:
     lambdas: tuple = DEFAULT_LAMBDAS
     ste_synthesis: bool = True  # synthesis sees rounded latents (straight-through) rather than noisy ones
     alpha: float = 0.0  # MS-SSIM share of the distortion (0: PSNR-optimised codec)
-    beta: float = 0.0  # LPIPS weight (optional perceptual term)
+    beta: float = 0.0  # LPIPS weight, times LPIPS_WEIGHT, inside the distortion (0: no perceptual term)
     steps: int = 24000
     batch_size: int = 16
     crop: int = 128
@@ -183,9 +187,10 @@ class RateDistortionLoss(nn.Module):
             weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:scales]
             msssim = ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, size_average=False, weights=weights)
             dist_ = dist_ + self.alpha * MSSSIM_WEIGHT * (1 - msssim)
-        loss = bpp + lam * dist_
         if self.lpips is not None:
-            loss = loss + self.beta * self.lpips(x_hat * 2 - 1, x * 2 - 1).flatten()
+            lp = self.lpips(x_hat.float() * 2 - 1, x * 2 - 1).flatten()
+            dist_ = dist_ + self.beta * LPIPS_WEIGHT * lp
+        loss = bpp + lam * dist_
         return {"loss": loss.mean(), "bpp": bpp.detach(), "mse": mse.detach()}
 
 

@@ -47,11 +47,11 @@ def visual_sweep(image_paths, codecs, targets=(0.5,), tolerance: float | None = 
     """Code every image with every codec at every setting, once, and measure what the visual section needs.
 
     Returns ``per_setting`` (one row per image, codec, setting: ``evaluate.measure``'s rate and time columns,
-    ``mae`` and the four ``metrics.edge_fidelity`` values), ``matched`` (one row per target, image and codec
+    ``mae`` and ``metrics.fidelity_scores``: edge fidelity and high-frequency fidelity), ``matched`` (one row per target, image and codec
     at the setting ``match_bitrate`` picks, with LPIPS) and ``error_hist`` (``{(target, codec): counts}``, the
     absolute errors of all RGB samples at the matched setting, bins 0..255, summed over the images).
     """
-    from .metrics import edge_fidelity, lpips_distance
+    from .metrics import fidelity_scores, lpips_distance
 
     rows, matched, hist = [], [], {}
     for name, img, coded in coded_images(
@@ -61,7 +61,7 @@ def visual_sweep(image_paths, codecs, targets=(0.5,), tolerance: float | None = 
         for c in coded:  # PSNR and MS-SSIM are notebook 03's; here edges and absolute errors
             row = {k: v for k, v in measure(name, img, c, quality=False).items() if k not in QUALITY_COLUMNS}
             row["mae"] = float(np.abs(img - c.decoded.astype(float)).mean())
-            measured[c.codec, c.setting] = {**row, **edge_fidelity(img, c.decoded)}
+            measured[c.codec, c.setting] = {**row, **fidelity_scores(img, c.decoded)}
         rows += measured.values()
         for target in targets:
             for codec, c in match_bitrate(coded, target, tolerance).items():

@@ -446,3 +446,53 @@ def test_cli_batch_errors_never_share_a_line_with_the_progress_bar(tmp_path, lea
     )
     assert [ln.split(" -> ")[0] for ln in proc.stdout.splitlines()] == [str(a), str(b)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["leaf0.leaf", "leaf1.leaf"]
+
+
+# ----- tunes: the MSE and the perceptual checkpoint ------------------------------------------------------------
+@pytest.fixture
+def perceptual_tune(tmp_path, shipped, monkeypatch):
+    """A stand-in perceptual checkpoint (other weights, the perceptual model's name) installed as the tune."""
+    from helpers import checkpoints
+
+    path = _retrained(shipped, tmp_path)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    torch.save({**ck, "name": "leaf-hyperprior-perceptual"}, path)
+    tunes = {**checkpoints.TUNES, "perceptual": ("leaf-hyperprior-perceptual", path)}
+    monkeypatch.setattr(checkpoints, "TUNES", tunes)
+    return path
+
+
+def test_tune_perceptual_writes_its_model_and_decoding_finds_it(
+    tmp_path, leaf_files, perceptual_tune, capsys
+):
+    _, (a, b), _ = leaf_files
+    mse, perc = tmp_path / "mse.leaf", tmp_path / "perc.leaf"
+    assert main(["compress", str(a), "-o", str(mse), "--quality", "4"]) == 0
+    assert main(["compress", str(b), "-o", str(perc), "--quality", "4", "--tune", "perceptual"]) == 0
+    assert parse(perc.read_bytes()).model_name == "leaf-hyperprior-perceptual"
+    assert parse(mse.read_bytes()).model_name == "leaf-hyperprior"
+    capsys.readouterr()
+    assert main(["info", str(perc)]) == 0
+    assert "MS-SSIM + LPIPS" in capsys.readouterr().out
+    # One batch, files of both models, no --checkpoint: each decoded by the model that wrote it.
+    assert main(["decompress", str(mse), str(perc), "--out-dir", str(tmp_path / "png")]) == 0
+    for name, ck in (("mse", paths.SHIPPED_CHECKPOINT), ("perc", perceptual_tune)):
+        expected = LeafCodec(ck).decode((tmp_path / f"{name}.leaf").read_bytes())
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "png" / f"{name}.png")), expected)
+    # The tunes really differ: the MSE model refuses the perceptual model's file.
+    with pytest.raises(CodecError, match="pass the matching --checkpoint"):
+        LeafCodec().decode(perc.read_bytes())
+
+
+def test_tune_errors_are_one_line(tmp_path, leaf_files, perceptual_tune, capsys, monkeypatch):
+    from helpers import checkpoints
+
+    _, (a, _), _ = leaf_files
+    _main_error(capsys, ["compress", a, "-o", tmp_path / "x.leaf", "--tune", "perceptual", "--checkpoint",
+                         perceptual_tune], "give --checkpoint or --tune, not both")  # fmt: skip
+    monkeypatch.setattr(
+        checkpoints, "TUNES", {**checkpoints.TUNES, "perceptual": ("p", tmp_path / "none.pth")}
+    )
+    _main_error(capsys, ["compress", a, "-o", tmp_path / "x.leaf", "--tune", "perceptual"],
+                "the perceptual checkpoint is not installed")  # fmt: skip
+    assert not (tmp_path / "x.leaf").exists()

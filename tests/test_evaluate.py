@@ -56,6 +56,31 @@ def test_bd_table_leaves_missing_curves_empty(summary):
     assert np.isfinite(bd.bd_rate_psnr[0]) and bd.bd_rate_lpips.isna().all() and np.isnan(bd.bd_rate_psnr[1])
 
 
+def test_delta_at_equal_rate(summary):
+    # "test" reaches each PSNR at 0.8x the rate: at equal rate it is 4 * log2(1 / 0.8) dB better everywhere.
+    assert evaluate.delta_at_equal_rate(summary, "anchor", "test", "psnr") == pytest.approx(4 * np.log2(1.25))
+    assert evaluate.delta_at_equal_rate(summary, "test", "anchor", "psnr") == pytest.approx(
+        -4 * np.log2(1.25)
+    )
+    far = pd.DataFrame({"codec": "far", "bpp": [3.0, 4.0], "psnr": [40.0, 41.0]})
+    assert np.isnan(evaluate.delta_at_equal_rate(pd.concat([summary, far]), "anchor", "far", "psnr"))
+
+
+def test_fidelity_columns_are_measured_on_request():
+    img = synthetic_leaf(0)
+    half = Codec(
+        "half",
+        (1,),
+        lambda x, s: x.tobytes(),
+        lambda b: (np.frombuffer(b, np.uint8).reshape(img.shape) // 2) * 2,
+    )
+    plain = evaluate.evaluate([half], [img], lpips=False, progress=False)
+    assert "hf_error" not in plain
+    rich = evaluate.evaluate([half], [img], lpips=False, fidelity=True, progress=False)
+    assert list(rich.columns)[: len(plain.columns)] == list(plain.columns)
+    assert 0 < rich.hf_error[0] < 0.5 and 0 < rich.edge_precision[0] <= 1
+
+
 def test_crossings(summary):
     assert evaluate.crossings(summary, ours="test").empty  # a uniformly better curve never crosses
     crossing = summary.copy()

@@ -7,17 +7,21 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import notebooks
+from helpers import notebooks, paths
 
 DATA_DIR = os.environ.get("DATA_DIR")
 SMOKE = notebooks.PROFILES["smoke"]
+PERCEPTUAL = paths.PERCEPTUAL_CHECKPOINT.is_file()  # shipped: the study measures both models
 EXPECTED = {  # files each notebook must (re)write in the smoke profile
     "02_train": [SMOKE["figures"] / "training_curves.png"],
     "03_rd_curves": [SMOKE["tables"] / "bd_rate.csv", SMOKE["tables"] / "table2_methods.md",
                      SMOKE["figures"] / "rd_curves.png", SMOKE["results"] / "rd_test_ours.csv",
-                     SMOKE["figures"] / "rd_curves_kodak.png", SMOKE["tables"] / "bd_rate_kodak.csv"],
+                     SMOKE["figures"] / "rd_curves_kodak.png", SMOKE["tables"] / "bd_rate_kodak.csv",
+                     SMOKE["figures"] / "fidelity_curves.png"]
+                    + ([SMOKE["tables"] / "perceptual_vs_mse.csv"] if PERCEPTUAL else []),
     "04_visualise": [SMOKE["figures"] / "visual_matched.png", SMOKE["tables"] / "edge_fidelity.csv",
-                     SMOKE["figures"] / "bit_allocation.png"],
+                     SMOKE["figures"] / "bit_allocation.png"]
+                    + ([SMOKE["figures"] / "lpips_pairs_perceptual.png"] if PERCEPTUAL else []),
     "05_export": [SMOKE["tables"] / "export_parity.csv"],
     "06_task_fidelity": [SMOKE["figures"] / "diagnosis_accuracy.png", SMOKE["figures"] / "diagnosis_confusion.png",
                          SMOKE["tables"] / "bits_for_diagnosis.csv", SMOKE["tables"] / "diagnosis_train_on_decoded.csv",

@@ -171,3 +171,35 @@ def test_distributed_data_parallel_on_gloo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     ckpt = train.load_checkpoint(tmp_path / "ddp" / "last.pth.tar")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4 and len(ckpt["rng"]) == 2
+
+
+def test_lpips_weighs_in_the_distortion_at_each_level(one_torch_thread):
+    """beta * LPIPS sits inside lambda's bracket, as in the paper's lambda_R * R + D: its weight scales with the
+    level's lambda."""
+    from helpers.metrics import lpips_network
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    out = {
+        "x_hat": (x + 0.1 * torch.randn_like(x)).clamp(0, 1),
+        "likelihoods": {"y": torch.full((2, 8, 4, 4), 0.5)},
+    }
+    lam = torch.tensor([0.001, 0.1])
+    plain = train.RateDistortionLoss(train.TrainConfig())(out, x, lam)["loss"]
+    tuned = train.RateDistortionLoss(train.TrainConfig(beta=0.5))(out, x, lam)["loss"]
+    lp = lpips_network()(out["x_hat"] * 2 - 1, x * 2 - 1).flatten()
+    assert float(tuned - plain) == pytest.approx(
+        float((lam * 0.5 * train.LPIPS_WEIGHT * lp).mean()), rel=1e-4
+    )
+
+
+def test_a_run_fine_tuned_from_the_shipped_checkpoint_lists_the_shipped_run_as_its_stages(tmp_path):
+    import json
+
+    from helpers import paths
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"init_from": "outputs/checkpoints/leaf_hyperprior.pth.tar"})
+    )
+    assert train.run_stages(tmp_path) == [*train.run_stages(paths.SHIPPED_RUN), tmp_path]
+    assert paths.SHIPPED_RUN in train.run_stages(tmp_path)

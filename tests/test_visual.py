@@ -12,7 +12,7 @@ from PIL import Image, ImageFilter
 from helpers import evaluate, visual
 from helpers.baselines import Codec
 from helpers.codec import LeafCodec, parse
-from helpers.metrics import edge_fidelity, sobel_magnitude
+from helpers.metrics import edge_fidelity, hf_fidelity, sobel_magnitude
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,6 +35,23 @@ def test_blur_loses_edges_and_more_blur_loses_more():
     assert heavy["edge_corr"] < light["edge_corr"] < 0.99
     # Blur weakens edges below the threshold: recall is what falls, not precision.
     assert heavy["edge_recall"] < 0.5 < heavy["edge_precision"]
+
+
+def test_high_frequency_error_tells_smoothing_from_invented_detail():
+    img = synthetic_leaf(2)
+    assert hf_fidelity(img, img) == {"hf_error": 0.0, "hf_energy": 1.0, "hf_recovered": 1.0}
+    smooth = hf_fidelity(img, _blur(img, 3))
+    assert smooth["hf_energy"] < 0.2 and 0.8 < smooth["hf_error"] <= 1.05  # the band is lost: error ~1
+    # Detail that is not in the original (noise on the smoothed image) scores worse than losing the band, and
+    # light blur, which keeps most of the original's own detail, scores better.
+    rng = np.random.default_rng(0)
+    invented = np.clip(_blur(img, 3) + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+    assert hf_fidelity(img, invented)["hf_error"] > 1.2 > smooth["hf_error"]
+    # The invented part is not in step with the original: it adds energy, not recovered detail.
+    assert hf_fidelity(img, invented)["hf_recovered"] < smooth["hf_recovered"] + 0.05 < 0.2
+    assert hf_fidelity(img, _blur(img, 0.6))["hf_error"] < 0.5 * smooth["hf_error"]
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    assert np.isnan(hf_fidelity(flat, flat)["hf_error"])
 
 
 def test_one_pixel_shift_is_within_the_tolerance_but_not_without_it():
