@@ -7,8 +7,9 @@ checkpoint (``paths.PERCEPTUAL_CHECKPOINT``).
     python -m helpers.perceptual choose                               # -> outputs/tables/perceptual_sweep.md
     python -m helpers.perceptual final NAME [--steps N]               # the long fine-tune, then export
 
-Every run starts from the shipped MSE checkpoint, keeps its architecture and quality levels, and sees the same
-PlantVillage crops as the MSE model did; only the objective differs, so any difference is the objective's.
+Every run starts from the shipped MSE checkpoint, keeps its architecture and quality levels, and trains on the same
+PlantVillage training split as the MSE model (no photos); only the objective differs, so any difference is the
+objective's.
 """
 
 from __future__ import annotations
