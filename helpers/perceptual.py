@@ -27,7 +27,8 @@ from .tables import save_table, write_csv
 RUNS = paths.OUTPUTS / "runs" / "perceptual"
 FINAL_RUN = paths.PERCEPTUAL_RUN  # the shipped perceptual checkpoint's run (its model card reads its logs)
 # (alpha, beta): the MS-SSIM share of the pixel distortion, and the LPIPS weight (train.LPIPS_WEIGHT units).
-SWEEP = {"a50": (0.5, 0.0), "a50_b10": (0.5, 0.1), "a50_b30": (0.5, 0.3), "a50_b100": (0.5, 1.0)}
+SWEEP = {"a50": (0.5, 0.0), "a50_b10": (0.5, 0.1), "a50_b30": (0.5, 0.3), "a50_b100": (0.5, 1.0),
+         "b30": (0.0, 0.3), "b100": (0.0, 1.0)}  # fmt: skip
 # Short fine-tunes: enough for the objective to move the decoder, too few to say anything about convergence.
 # Crops of 192: pytorch_msssim needs more than 160 pixels a side for its five scales.
 SWEEP_RECIPE = dict(steps=500, batch_size=4, crop=192, lr=1e-4, min_lr=1e-5, warmup_steps=20, decay_start=0.5,
