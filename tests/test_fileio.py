@@ -100,9 +100,13 @@ def test_cli_refuses_a_fifo_output_even_with_force(tmp_path):
 
 
 _KILL_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from helpers.fileio import atomic_write
+
+    # Ctrl-C as in a foreground process, even when the tests were started in the background, whose children
+    # inherit an ignored SIGINT (POSIX shells without job control).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def content(f):
         f.write(b"x" * 1000)
