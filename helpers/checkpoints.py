@@ -47,6 +47,16 @@ def export_checkpoint(train_checkpoint: dict, name: str = "leaf-hyperprior") -> 
     }
 
 
+def write_shipped(train_checkpoint: str | Path, out: str | Path, name: str = "leaf-hyperprior") -> dict:
+    """Export the training checkpoint at ``train_checkpoint`` and write it (atomically) to ``out``; the export."""
+    from .fileio import atomic_write
+    from .runs import load_checkpoint
+
+    shipped = export_checkpoint(load_checkpoint(Path(train_checkpoint)), name=name)
+    atomic_write(Path(out), lambda f: torch.save(shipped, f), force=True)
+    return shipped
+
+
 # The shipped checkpoints, by tune: ``--tune`` picks one for encoding; a file's recorded model name picks the
 # one that decodes it.
 TUNES = {

@@ -226,14 +226,9 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_export_checkpoint(args) -> int:
-    import torch
+    from .checkpoints import write_shipped
 
-    from .checkpoints import export_checkpoint
-    from .fileio import atomic_write
-    from .train import load_checkpoint
-
-    shipped = export_checkpoint(load_checkpoint(Path(args.train_checkpoint)), name=args.name)
-    atomic_write(Path(args.out), lambda f: torch.save(shipped, f), force=True)
+    shipped = write_shipped(args.train_checkpoint, args.out, name=args.name)
     print(f"wrote {args.out} (step {shipped['step']}, weights {shipped['weights_sha256'][:16]})")
     return 0
 

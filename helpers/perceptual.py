@@ -48,33 +48,23 @@ def run_dir(name: str) -> Path:
 
 
 def fine_tune(run: Path, alpha: float, beta: float, recipe: dict, steps: int | None = None) -> Path:
-    """Fine-tune the shipped MSE model in ``run`` with weights ``alpha``, ``beta`` (resumable); its checkpoint."""
-    from .train import TrainConfig, load_checkpoint, train
+    """Fine-tune the shipped MSE model in ``run`` with weights ``alpha``, ``beta`` (resumable); its checkpoint.
+    The run keeps the MSE model's architecture and levels (``train.resolve_config`` inherits them)."""
+    from .train import train
 
     overrides = {**recipe, "alpha": alpha, "beta": beta, **({"steps": steps} if steps else {})}
     if (run / "last.pth.tar").exists():
         overrides = {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_every")}
-        cfg = None
-    else:  # the MSE model's architecture and levels
-        shipped = load_checkpoint(paths.SHIPPED_CHECKPOINT)["config"]
-        cfg = TrainConfig.from_dict({k: shipped[k] for k in ("arch", "N", "M", "lambdas") if k in shipped})
     print(f"== {run.name}: alpha={alpha} beta={beta}", flush=True)
-    return train(run, cfg, overrides=overrides, init_from=paths.SHIPPED_CHECKPOINT, progress=False)
+    return train(run, None, overrides=overrides, init_from=paths.SHIPPED_CHECKPOINT, progress=False)
 
 
 def exported(name: str) -> Path:
     """The sweep run's latest weights as a shipped-format checkpoint (rANS tables built), for ``LeafCodec``."""
-    import torch
-
-    from .checkpoints import export_checkpoint
-    from .fileio import atomic_write
-    from .train import load_checkpoint
+    from .checkpoints import write_shipped
 
     out = run_dir(name) / "export.pth.tar"
-    shipped = export_checkpoint(
-        load_checkpoint(run_dir(name) / "last.pth.tar"), name=f"leaf-hyperprior-{name}"
-    )
-    atomic_write(out, lambda f: torch.save(shipped, f), force=True)
+    write_shipped(run_dir(name) / "last.pth.tar", out, name=f"leaf-hyperprior-{name}")
     return out
 
 
@@ -123,15 +113,10 @@ def choose(table: pd.DataFrame) -> str:
 
 def final(name: str, steps: int | None = None) -> Path:
     """The long fine-tune with ``SWEEP[name]``'s weights in ``FINAL_RUN``, exported to ``paths.PERCEPTUAL_CHECKPOINT``."""
-    import torch
-
-    from .checkpoints import export_checkpoint
-    from .fileio import atomic_write
-    from .train import load_checkpoint
+    from .checkpoints import write_shipped
 
     last = fine_tune(FINAL_RUN, *SWEEP[name], FINAL_RECIPE, steps)
-    shipped = export_checkpoint(load_checkpoint(last), name="leaf-hyperprior-perceptual")
-    atomic_write(paths.PERCEPTUAL_CHECKPOINT, lambda f: torch.save(shipped, f), force=True)
+    write_shipped(last, paths.PERCEPTUAL_CHECKPOINT, name="leaf-hyperprior-perceptual")
     return paths.PERCEPTUAL_CHECKPOINT
 
 
@@ -185,7 +170,10 @@ def main(argv=None) -> int:
         table = compare(pd.read_csv(points))
         save_table(table, "perceptual_sweep", paths.TABLES)
         print(table.round(3).to_string(index=False))
-        print(f"chosen: {choose(table)} (alpha, beta = {SWEEP[choose(table)]})")
+        chosen = choose(table)
+        print(f"chosen: {chosen} (alpha, beta = {SWEEP[chosen]})")
+    elif args.name not in SWEEP:
+        p.error(f"final needs the name of a sweep entry: one of {', '.join(SWEEP)}")
     else:
         print(f"wrote {final(args.name, args.steps)}")
     return 0
