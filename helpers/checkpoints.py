@@ -65,7 +65,7 @@ TUNES = {
 }
 TUNE_OBJECTIVES = {
     "mse": "MSE (PSNR-optimised)",
-    "perceptual": "MS-SSIM + LPIPS (the paper's perceptual objective)",
+    "perceptual": "LPIPS-tuned (the paper's perceptual objective; its weights in MODEL_CARD_perceptual.md)",
 }
 
 

@@ -310,7 +310,7 @@ def _add_codec_commands(sub) -> None:
         "--max-bytes", metavar="N", help="the highest level whose file has at most N bytes (e.g. 50K)"
     )
     s.add_argument("--tune", choices=("mse", "perceptual"),
-                   help="mse: the PSNR-optimised model (default); perceptual: tuned for MS-SSIM + LPIPS")  # fmt: skip
+                   help="mse: the PSNR-optimised model (default); perceptual: tuned for LPIPS (the paper's perceptual objective)")  # fmt: skip
     _common_coding_options(s)
     s.set_defaults(func=_cmd_compress)
 

@@ -72,7 +72,8 @@ def ms_ssim(ref: np.ndarray, test: np.ndarray) -> float:
     import pytorch_msssim
 
     _check_pair(ref, test)
-    x, y = _to_tensor(ref), _to_tensor(test)
+    # float32: 2.5x faster than float64 on CPU; MS-SSIM dB moves by < 0.005 dB even at 50 dB PSNR (Kodak, JPEG q100)
+    x, y = _to_tensor(ref, torch.float32), _to_tensor(test, torch.float32)
     short = min(ref.shape[:2])
     levels = sum(short > (MS_SSIM_WIN - 1) * 2**i for i in range(len(MS_SSIM_WEIGHTS)))
     if levels == len(MS_SSIM_WEIGHTS):
@@ -166,12 +167,37 @@ def lpips_network(device: str = "cpu"):
     return net.eval().requires_grad_(False).to(device)
 
 
+# The last reference's LPIPS features, keyed by device, shape and content hash: an evaluation compares dozens of
+# decodings with one original, and the original's AlexNet pass is half of each distance's cost.
+_LPIPS_REFERENCE: tuple = (None, None)
+
+
+def _lpips_features(net, img: np.ndarray, device: str) -> list[torch.Tensor]:
+    """``lpips.LPIPS.forward``'s per-layer features of one image: scaled, through AlexNet, unit-normalised."""
+    import lpips
+
+    x = _to_tensor(img, torch.float32).to(device) / 127.5 - 1
+    return [lpips.normalize_tensor(f) for f in net.net.forward(net.scaling_layer(x))]
+
+
 def lpips_distance(ref: np.ndarray, test: np.ndarray, device: str = "cpu") -> float:
-    """LPIPS-alex distance (0 = identical, larger = more different)."""
+    """LPIPS-alex distance (0 = identical, larger = more different); ``lpips.LPIPS.forward``'s arithmetic, with
+    the reference's features reused while the same reference comes back."""
+    global _LPIPS_REFERENCE
+    import hashlib
+
+    import lpips
+
     _check_pair(ref, test)
+    net = lpips_network(device)
+    key = (device, ref.shape, hashlib.blake2b(np.ascontiguousarray(ref).data, digest_size=16).digest())
     with torch.inference_mode():
-        a, b = (_to_tensor(img, torch.float32).to(device) / 127.5 - 1 for img in (ref, test))
-        return float(lpips_network(device)(a, b))
+        cached_key, ref_features = _LPIPS_REFERENCE
+        if cached_key != key:
+            ref_features = _lpips_features(net, ref, device)
+            _LPIPS_REFERENCE = (key, ref_features)  # one assignment: a reader sees an old or a new pair, whole
+        layers = zip(net.lins, ref_features, _lpips_features(net, test, device))
+        return float(sum(lpips.spatial_average(lin((a - b) ** 2), keepdim=True) for lin, a, b in layers))
 
 
 def compare_images(ref: np.ndarray, test: np.ndarray, lpips: bool = True) -> dict:

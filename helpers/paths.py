@@ -17,7 +17,7 @@ MANIFEST = DATA / "split_manifest.csv"
 # Where `make data` puts PlantVillage when DATA_DIR is not given.
 DOWNLOADED_DATA = DATA / "plantvillage"
 SHIPPED_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior.pth.tar"
-# The perceptually tuned checkpoint (issue 11: MS-SSIM + LPIPS objective), used by the study when it exists.
+# The perceptually tuned checkpoint (issue 11: the paper's perceptual objective), used by the study when it exists.
 PERCEPTUAL_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior_perceptual.pth.tar"
 PERCEPTUAL_RUN = OUTPUTS / "runs" / "perceptual" / "final"
 # The training run that produced the shipped checkpoint (its config.json names the run it was fine-tuned from).

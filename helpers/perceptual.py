@@ -6,6 +6,7 @@ checkpoint (``paths.PERCEPTUAL_CHECKPOINT``).
     python -m helpers.perceptual points                               # real files on validation leaves
     python -m helpers.perceptual choose                               # -> outputs/tables/perceptual_sweep.md
     python -m helpers.perceptual final NAME [--steps N]               # the long fine-tune, then export
+    python -m helpers.perceptual long                                 # the shipped one on validation leaves
 
 Every run starts from the shipped MSE checkpoint, keeps its architecture and quality levels, and trains on the same
 PlantVillage training split as the MSE model (no photos); only the objective differs, so any difference is the
@@ -120,6 +121,22 @@ def final(name: str, steps: int | None = None) -> Path:
     return paths.PERCEPTUAL_CHECKPOINT
 
 
+LONG_POINTS = paths.RESULTS / "perceptual_long_points.csv"
+
+
+def long_points() -> pd.DataFrame:
+    """The shipped perceptual model (as "final") and the MSE model on the validation leaves, replacing their rows
+    in ``LONG_POINTS`` beside those of earlier long runs (named ``<sweep entry>_4k``); each against the MSE model."""
+    from .evaluate import evaluate, learned_codecs
+
+    shipped = {"mse": paths.SHIPPED_CHECKPOINT, "final": paths.PERCEPTUAL_CHECKPOINT}
+    new = evaluate(learned_codecs(shipped), validation_leaves(), fidelity=True, workers=2)
+    old = pd.read_csv(LONG_POINTS) if LONG_POINTS.exists() else new.iloc[:0]
+    rows = pd.concat([old[~old.codec.isin(list(shipped))], new], ignore_index=True)
+    write_csv(rows, LONG_POINTS)
+    return compare(rows)
+
+
 def _bd_sentence(row) -> str:
     return (f"{row.bd_rate_lpips:+.1f} % bits at equal LPIPS, {row.bd_rate_ms_ssim_db:+.1f} % at equal MS-SSIM and "
             f"{row.bd_rate_psnr:+.1f} % at equal PSNR")  # fmt: skip
@@ -155,7 +172,7 @@ model, the one to use when pixel values matter (measurement, archiving, PSNR).
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers.perceptual")
-    p.add_argument("what", choices=("sweep", "points", "choose", "final"))
+    p.add_argument("what", choices=("sweep", "points", "choose", "final", "long"))
     p.add_argument("name", nargs="?", help="final: the sweep entry to train long and ship")
     p.add_argument("--only", nargs="+", choices=list(SWEEP), default=list(SWEEP))
     p.add_argument("--steps", type=int, default=None)
@@ -172,6 +189,8 @@ def main(argv=None) -> int:
         print(table.round(3).to_string(index=False))
         chosen = choose(table)
         print(f"chosen: {chosen} (alpha, beta = {SWEEP[chosen]})")
+    elif args.what == "long":
+        print(long_points().round(3).to_string(index=False))
     elif args.name not in SWEEP:
         p.error(f"final needs the name of a sweep entry: one of {', '.join(SWEEP)}")
     else:

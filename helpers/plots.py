@@ -92,7 +92,7 @@ def augmentation_grid(original, augmented, ncols: int = 3, size: float = 2.2):
 # ----- training and rate-distortion -----------------------------------------------------------------------
 CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
     "ours": ("tab:green", "o", "ours (learned)"),
-    "ours_perceptual": ("tab:olive", "*", "ours, perceptual (MS-SSIM + LPIPS)"),
+    "ours_perceptual": ("tab:olive", "*", "ours, perceptual (LPIPS-tuned)"),
     "jpeg": ("tab:gray", "s", "JPEG"),
     "jpeg2000": ("tab:brown", "D", "JPEG 2000"),
     "webp": ("tab:blue", "^", "WebP"),

