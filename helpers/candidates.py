@@ -30,6 +30,7 @@ from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import nn
 
+from .errors import CheckpointError
 from .model import LevelGain
 
 # name -> (transform, N, M, entropy model)
@@ -196,6 +197,54 @@ def from_leaf_state(state: dict) -> dict:
         elif not key.startswith("gaussian_conditional."):  # its scale table is rebuilt by update()
             out[key] = value
     return out
+
+
+# Rebuilt by update() from the weights; a narrower model's tables have other shapes.
+_DERIVED = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
+
+
+def widen_state(state: dict, model: Candidate) -> dict:
+    """A narrower candidate's ``state`` (same layout, fewer channels) embedded in ``model``'s fresh weights so that
+    the old channels compute exactly what they did (Net2Net widening, Chen et al. 2016): every old weight keeps
+    its place, weights from a new input channel into an old output channel are zero, new channels start from
+    ``model``'s own initialisation. The hyper-synthesis output is (means, scales) stacked, so its old rows go to
+    the start of each half; a new latent channel's gains start at the old channels' mean gain of its level."""
+    fresh = model.state_dict()
+    into = {f"{n}.weight": 1 if isinstance(m, nn.ConvTranspose2d) else 0
+            for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)}  # fmt: skip
+    into |= {f"{n}.gamma": 0 for n, m in model.named_modules() if isinstance(m, GDN)}  # (out, in), 0 = none
+    last = f"latent_codec.hyper.h_s.{len(model.latent_codec.hyper.h_s) - 1}."
+    out = dict(state)
+    for key, new in fresh.items():
+        old = state.get(key)
+        if old is None or old.shape == new.shape:
+            continue
+        if key.rsplit(".", 1)[-1] in _DERIVED:
+            out[key] = new  # compressai's load_state_dict sizes these buffers by the state's; update() fills them
+            continue
+        if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
+            raise CheckpointError(f"cannot widen {key}: {tuple(old.shape)} does not fit in {tuple(new.shape)}")
+        w = new.clone()
+        if key.startswith(last):  # rows [means | scales]: old halves to the start of the new halves
+            half, new_half = old.shape[0] // 2, new.shape[0] // 2
+            rows = list(range(half)) + list(range(new_half, new_half + half))
+            w[rows, ...] = _embed(w[rows, ...], old)
+        else:
+            w = _embed(w, old)
+        if key in into:  # zero the weights from new inputs into old outputs
+            o, i = (0, 1) if into[key] == 0 else (1, 0)
+            sl = [slice(None)] * w.ndim
+            sl[o], sl[i] = (slice(0, old.shape[o]) if not key.startswith(last) else rows), slice(old.shape[i], None)
+            w[tuple(sl)] = 0
+        if key.endswith("gain.log"):
+            w[:, old.shape[1] :] = old.mean(1, keepdim=True)
+        out[key] = w
+    return out
+
+
+def _embed(fresh: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    fresh[tuple(slice(0, s) for s in old.shape)] = old
+    return fresh
 
 
 def stream_bytes(strings) -> int:

@@ -125,7 +125,8 @@ def _log_gains_at(old_log_lambdas: torch.Tensor, old_log_gains: torch.Tensor, lo
 def fine_tune_state(state: dict, model: LeafHyperprior) -> dict:
     """``state`` (a trained model's weights) made loadable into ``model`` for fine-tuning.
 
-    The transforms and entropy models carry over unchanged. When ``model`` has other quality levels (other
+    The transforms and entropy models carry over unchanged (into a wider candidate: widened, computing what they
+    did; ``candidates.widen_state``). When ``model`` has other quality levels (other
     lambdas) than ``state``, its gain vectors start where the trained ones point: interpolated over log-lambda
     between trained levels, extrapolated beyond them (e.g. to add a lower-rate level)."""
     state = dict(state)
@@ -138,10 +139,12 @@ def fine_tune_state(state: dict, model: LeafHyperprior) -> dict:
             if key in state:
                 state[key] = _log_gains_at(old.log(), state[key].double(), new.log()).float()
         state["lambdas"] = model.lambdas.clone()
-    if not isinstance(model, LeafHyperprior) and "h_a.0.weight" in state:
-        from .candidates import from_leaf_state
+    if not isinstance(model, LeafHyperprior):
+        from .candidates import from_leaf_state, widen_state
 
-        state = from_leaf_state(state)
+        if "h_a.0.weight" in state:
+            state = from_leaf_state(state)
+        state = widen_state(state, model)  # a wider candidate starts as the narrower model, exactly
     return state
 
 

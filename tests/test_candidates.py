@@ -1,0 +1,62 @@
+"""Codec v2 candidates: a wider candidate warm-started from a narrower one computes what the narrower one did."""
+
+import pytest
+import torch
+
+from helpers.candidates import Candidate, widen_state
+from helpers.errors import CheckpointError
+from helpers.train import fine_tune_state
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+LAMBDAS = (0.001, 0.01, 0.1)
+
+
+@pytest.fixture(scope="module")
+def narrow_and_wide():
+    """A 'base' candidate with every weight perturbed (so no cross term is zero by chance), widened into 'wide'."""
+    torch.manual_seed(0)
+    narrow = Candidate("base", LAMBDAS).eval()
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    narrow.update()  # built rANS tables: their shapes are the narrow model's
+    wide = Candidate("wide", LAMBDAS).eval()
+    wide.load_state_dict(widen_state(narrow.state_dict(), wide))
+    return narrow, wide
+
+
+def _with_new_channels(old: torch.Tensor, channels: int) -> torch.Tensor:
+    """``old`` followed by random extra channels: what the new channels carry must not matter."""
+    extra = torch.randn(old.shape[0], channels - old.shape[1], *old.shape[2:])
+    return torch.cat([old, extra], 1)
+
+
+@torch.no_grad()
+def test_widened_transforms_compute_the_narrow_ones(narrow_and_wide):
+    narrow, wide = narrow_and_wide
+    x = torch.rand(1, 3, 64, 64)
+    y = narrow.g_a(x)
+    torch.testing.assert_close(wide.g_a(x)[:, : narrow.M], y, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wide.g_s(_with_new_channels(y, wide.M)), narrow.g_s(y), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wide.gain.log[:, : narrow.M], narrow.gain.log)
+
+
+@torch.no_grad()
+def test_widened_hyperprior_predicts_the_same_means_and_scales(narrow_and_wide):
+    narrow, wide = narrow_and_wide
+    y = narrow.g_a(torch.rand(1, 3, 64, 64))
+    old_h, new_h = narrow.latent_codec.hyper, wide.latent_codec.hyper
+    z = old_h.h_a(y)
+    torch.testing.assert_close(new_h.h_a(_with_new_channels(y, wide.M))[:, : narrow.N], z, rtol=1e-4, atol=1e-5)
+    means, scales = old_h.h_s(z).chunk(2, 1)
+    wide_means, wide_scales = new_h.h_s(_with_new_channels(z, wide.N)).chunk(2, 1)
+    torch.testing.assert_close(wide_means[:, : narrow.M], means, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wide_scales[:, : narrow.M], scales, rtol=1e-4, atol=1e-5)
+
+
+def test_fine_tune_state_widens_and_refuses_to_narrow(narrow_and_wide):
+    narrow, wide = narrow_and_wide
+    state = fine_tune_state(narrow.state_dict(), wide)
+    assert state["g_s.6.weight"].shape == wide.g_s[6].weight.shape
+    with pytest.raises(CheckpointError, match="cannot widen g_a.0.weight"):
+        widen_state(wide.state_dict(), narrow)
