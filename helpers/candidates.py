@@ -210,9 +210,10 @@ def widen_state(state: dict, model: Candidate) -> dict:
     ``model``'s own initialisation. The hyper-synthesis output is (means, scales) stacked, so its old rows go to
     the start of each half; a new latent channel's gains start at the old channels' mean gain of its level."""
     fresh = model.state_dict()
+    # The output axis of every weight with channel axes: 0 for convolutions and GDN's gamma, 1 for transposed ones.
     into = {f"{n}.weight": 1 if isinstance(m, nn.ConvTranspose2d) else 0
             for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)}  # fmt: skip
-    into |= {f"{n}.gamma": 0 for n, m in model.named_modules() if isinstance(m, GDN)}  # (out, in), 0 = none
+    into |= {f"{n}.gamma": 0 for n, m in model.named_modules() if isinstance(m, GDN)}  # stored 0 = weight 0
     last = f"latent_codec.hyper.h_s.{len(model.latent_codec.hyper.h_s) - 1}."
     out = dict(state)
     for key, new in fresh.items():
@@ -220,10 +221,12 @@ def widen_state(state: dict, model: Candidate) -> dict:
         if old is None or old.shape == new.shape:
             continue
         if key.rsplit(".", 1)[-1] in _DERIVED:
-            out[key] = new  # compressai's load_state_dict sizes these buffers by the state's; update() fills them
+            # compressai's load_state_dict sizes these buffers by the state's; update() fills them
+            out[key] = new
             continue
         if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
-            raise CheckpointError(f"cannot widen {key}: {tuple(old.shape)} does not fit in {tuple(new.shape)}")
+            shapes = f"{tuple(old.shape)} does not fit in {tuple(new.shape)}"
+            raise CheckpointError(f"cannot widen {key}: {shapes}")
         w = new.clone()
         if key.startswith(last):  # rows [means | scales]: old halves to the start of the new halves
             half, new_half = old.shape[0] // 2, new.shape[0] // 2
@@ -231,11 +234,12 @@ def widen_state(state: dict, model: Candidate) -> dict:
             w[rows, ...] = _embed(w[rows, ...], old)
         else:
             w = _embed(w, old)
-        if key in into:  # zero the weights from new inputs into old outputs
-            o, i = (0, 1) if into[key] == 0 else (1, 0)
-            sl = [slice(None)] * w.ndim
-            sl[o], sl[i] = (slice(0, old.shape[o]) if not key.startswith(last) else rows), slice(old.shape[i], None)
-            w[tuple(sl)] = 0
+        if key in into:  # no path from a new input channel into an old output channel
+            o = into[key]
+            index = [slice(None)] * w.ndim
+            index[o] = rows if key.startswith(last) else slice(0, old.shape[o])
+            index[1 - o] = slice(old.shape[1 - o], None)
+            w[tuple(index)] = 0
         if key.endswith("gain.log"):
             w[:, old.shape[1] :] = old.mean(1, keepdim=True)
         out[key] = w

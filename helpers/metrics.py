@@ -195,7 +195,8 @@ def lpips_distance(ref: np.ndarray, test: np.ndarray, device: str = "cpu") -> fl
         cached_key, ref_features = _LPIPS_REFERENCE
         if cached_key != key:
             ref_features = _lpips_features(net, ref, device)
-            _LPIPS_REFERENCE = (key, ref_features)  # one assignment: a reader sees an old or a new pair, whole
+            # One assignment: a reader sees the old pair or the new one, whole.
+            _LPIPS_REFERENCE = (key, ref_features)
         layers = zip(net.lins, ref_features, _lpips_features(net, test, device))
         return float(sum(lpips.spatial_average(lin((a - b) ** 2), keepdim=True) for lin, a, b in layers))
 

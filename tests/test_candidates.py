@@ -47,7 +47,8 @@ def test_widened_hyperprior_predicts_the_same_means_and_scales(narrow_and_wide):
     y = narrow.g_a(torch.rand(1, 3, 64, 64))
     old_h, new_h = narrow.latent_codec.hyper, wide.latent_codec.hyper
     z = old_h.h_a(y)
-    torch.testing.assert_close(new_h.h_a(_with_new_channels(y, wide.M))[:, : narrow.N], z, rtol=1e-4, atol=1e-5)
+    wide_z = new_h.h_a(_with_new_channels(y, wide.M))
+    torch.testing.assert_close(wide_z[:, : narrow.N], z, rtol=1e-4, atol=1e-5)
     means, scales = old_h.h_s(z).chunk(2, 1)
     wide_means, wide_scales = new_h.h_s(_with_new_channels(z, wide.N)).chunk(2, 1)
     torch.testing.assert_close(wide_means[:, : narrow.M], means, rtol=1e-4, atol=1e-5)
