@@ -24,7 +24,7 @@ from .candidates import CANDIDATES, decoder_kmacs_per_pixel, stream_bytes
 from .data import load_array, photo_split, read_image, read_manifest, split_paths
 from .metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
 from .model import pad_to_stride
-from .tables import save_table, write_csv
+from .tables import replace_rows, save_table
 from .train import TrainConfig, build_model, fine_tune_state, load_checkpoint, train
 
 RUNS = paths.OUTPUTS / "runs" / "bakeoff"
@@ -207,7 +207,8 @@ def main(argv=None) -> int:
     elif args.what == "points":
         runs = ["shipped"] + [run_dir(n, args.warm).name for n in args.only
                               if (run_dir(n, args.warm) / "last.pth.tar").exists()]  # fmt: skip
-        write_csv(rd_points(runs, args.set), POINTS / f"bakeoff_points_{args.set}.csv")
+        # Other runs' rows stay: a run measured in an earlier session need not be measured again.
+        replace_rows(rd_points(runs, args.set), POINTS / f"bakeoff_points_{args.set}.csv")
     else:
         points = pd.concat([pd.read_csv(p) for p in sorted(POINTS.glob("bakeoff_points_*.csv"))])
         table = summary(points, args.large)

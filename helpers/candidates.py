@@ -208,13 +208,19 @@ def widen_state(state: dict, model: Candidate) -> dict:
     the old channels compute exactly what they did (Net2Net widening, Chen et al. 2016): every old weight keeps
     its place, weights from a new input channel into an old output channel are zero, new channels start from
     ``model``'s own initialisation. The hyper-synthesis output is (means, scales) stacked, so its old rows go to
-    the start of each half; a new latent channel's gains start at the old channels' mean gain of its level."""
+    the start of each half. So that the new channels cost (almost) no bits at first: new hyper-latents start at
+    zero under a copy of the sharpest old density, and new latents at each level's smallest old gain."""
     fresh = model.state_dict()
     # The output axis of every weight with channel axes: 0 for convolutions and GDN's gamma, 1 for transposed ones.
     into = {f"{n}.weight": 1 if isinstance(m, nn.ConvTranspose2d) else 0
             for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)}  # fmt: skip
     into |= {f"{n}.gamma": 0 for n, m in model.named_modules() if isinstance(m, GDN)}  # stored 0 = weight 0
-    last = f"latent_codec.hyper.h_s.{len(model.latent_codec.hyper.h_s) - 1}."
+    hyper = model.latent_codec.hyper
+    last = f"latent_codec.hyper.h_s.{len(hyper.h_s) - 1}."
+    silent = f"latent_codec.hyper.h_a.{len(hyper.h_a) - 1}."
+    bottleneck = "latent_codec.hyper.entropy_bottleneck."
+    quantiles = state[bottleneck + "quantiles"]  # (channels, 1, 3): each density's tails and median
+    sharpest = int((quantiles[:, 0, 2] - quantiles[:, 0, 0]).argmin())
     out = dict(state)
     for key, new in fresh.items():
         old = state.get(key)
@@ -240,7 +246,15 @@ def widen_state(state: dict, model: Candidate) -> dict:
             index[o] = rows if key.startswith(last) else slice(0, old.shape[o])
             index[1 - o] = slice(old.shape[1 - o], None)
             w[tuple(index)] = 0
-        if key.endswith("gain.log"):
+        # New hyper-latents start at zero under the sharpest old density: no bits until training finds them a use.
+        if key.startswith(silent):
+            w[old.shape[0] :] = 0
+        if key.startswith(bottleneck):
+            w[old.shape[0] :] = old[sharpest]
+        # New latents start at each level's coarsest old quantisation step: cheap until they are useful.
+        if key == "gain.log":
+            w[:, old.shape[1] :] = old.min(1, keepdim=True).values
+        elif key == "inv_gain.log":
             w[:, old.shape[1] :] = old.mean(1, keepdim=True)
         out[key] = w
     return out

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import paths
 from .tables import relative_name as relative
-from .tables import save_table, write_csv
+from .tables import replace_rows, save_table, write_csv
 
 RUNS = paths.OUTPUTS / "runs" / "perceptual"
 FINAL_RUN = paths.PERCEPTUAL_RUN  # the shipped perceptual checkpoint's run (its model card reads its logs)
@@ -131,10 +131,7 @@ def long_points() -> pd.DataFrame:
 
     shipped = {"mse": paths.SHIPPED_CHECKPOINT, "final": paths.PERCEPTUAL_CHECKPOINT}
     new = evaluate(learned_codecs(shipped), validation_leaves(), fidelity=True, workers=2)
-    old = pd.read_csv(LONG_POINTS) if LONG_POINTS.exists() else new.iloc[:0]
-    rows = pd.concat([old[~old.codec.isin(list(shipped))], new], ignore_index=True)
-    write_csv(rows, LONG_POINTS)
-    return compare(rows)
+    return compare(replace_rows(new, LONG_POINTS))
 
 
 def _bd_sentence(row) -> str:

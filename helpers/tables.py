@@ -36,6 +36,15 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return atomic_write(path, df.to_csv(index=False).encode(), force=True)
 
 
+def replace_rows(df: pd.DataFrame, path: str | Path, column: str = "codec") -> pd.DataFrame:
+    """The CSV at ``path`` with its rows of every ``column`` value in ``df`` replaced by ``df``'s (rows of other
+    values, measured earlier, stay); written back and returned."""
+    old = pd.read_csv(path) if Path(path).exists() else df.iloc[:0]
+    rows = pd.concat([old[~old[column].isin(df[column].unique())], df], ignore_index=True)
+    write_csv(rows, path)
+    return rows
+
+
 def _cell(value, floatfmt: str) -> str:
     if isinstance(value, float | np.floating):
         return format(value, floatfmt) if np.isfinite(value) else "–"

@@ -49,6 +49,10 @@ def test_widened_hyperprior_predicts_the_same_means_and_scales(narrow_and_wide):
     z = old_h.h_a(y)
     wide_z = new_h.h_a(_with_new_channels(y, wide.M))
     torch.testing.assert_close(wide_z[:, : narrow.N], z, rtol=1e-4, atol=1e-5)
+    assert not wide_z[:, narrow.N :].any()  # new hyper-latents start silent ...
+    p_zero = new_h.entropy_bottleneck._likelihood(torch.zeros(wide.N, 1, 1))[0].flatten()
+    old, new = p_zero[: narrow.N], p_zero[narrow.N :]
+    assert (new == new[0]).all() and (old == new[0]).any()  # ... under a copy of one old density
     means, scales = old_h.h_s(z).chunk(2, 1)
     wide_means, wide_scales = new_h.h_s(_with_new_channels(z, wide.N)).chunk(2, 1)
     torch.testing.assert_close(wide_means[:, : narrow.M], means, rtol=1e-4, atol=1e-5)

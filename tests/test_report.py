@@ -56,3 +56,15 @@ def test_model_card_from_the_checkpoint_logs_and_tables(tmp_path):
     assert "On Kodak" in text and "| avif | 95.25 | 47.62 | -95.25 |" in text
     assert "`outputs/runs/leaf_hyperprior_ft`" in text  # the training stages, from the run's logs
     assert "On Kodak" not in report.model_card(bd, rd, out=out)
+
+
+def test_replace_rows_keeps_the_other_codecs_rows(tmp_path):
+    from helpers.tables import replace_rows
+
+    path = tmp_path / "points.csv"
+    first = pd.DataFrame({"codec": ["a", "a", "b"], "bpp": [0.1, 0.2, 0.3]})
+    assert replace_rows(first, path).equals(first)  # no file yet: the rows as given
+    second = pd.DataFrame({"codec": ["b", "c"], "bpp": [0.4, 0.5]})
+    replace_rows(second, path)
+    got = pd.read_csv(path)
+    assert got.codec.tolist() == ["a", "a", "b", "c"] and got.bpp.tolist() == [0.1, 0.2, 0.4, 0.5]
