@@ -2,7 +2,9 @@
 the same number of steps, then measure each with real rANS bytes on validation images against AVIF 4:4:4 speed 4.
 
     python -m helpers.bakeoff train [--steps N] [--only NAME ...]   # resumable, one run folder per candidate
-    python -m helpers.bakeoff evaluate                              # -> outputs/tables/bakeoff.{csv,md}
+    python -m helpers.bakeoff points [--warm] [--set photos]        # real files of validation images
+    python -m helpers.bakeoff summary [--large]                     # -> outputs/tables/bakeoff.{csv,md}
+    python -m helpers.bakeoff ceiling [--warm] [--only NAME ...]    # PSNR of the transforms unquantised
 
 Bytes per file are the candidate's rANS streams plus the ``.leaf`` container's overhead (header, one length field
 per stream, checksum), so bpp is what a file of that candidate would weigh.
@@ -83,6 +85,32 @@ def _row(img, rec, n_bytes, enc_s, dec_s) -> dict:
 
 
 @torch.no_grad()
+def _to_image(x_hat: torch.Tensor, shape) -> np.ndarray:
+    h, w = shape[:2]
+    return (x_hat[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def ceiling(runs, n_leaves: int = 20) -> pd.DataFrame:
+    """Mean PSNR on test leaves of each run's transforms at its top level's gains: unquantised (``g_s(g_a(x))``,
+    the most any level of these transforms can give) and with the latent rounded."""
+    leaves = load_array(
+        split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), n_leaves), progress=False
+    )
+    rows = []
+    for run in runs:
+        model, step = load_candidate(run)
+        top, scores = model.num_levels - 1, {"unquantised": [], "rounded": []}
+        with torch.no_grad():
+            for img in (a.transpose(1, 2, 0) for a in leaves):
+                y = model.gain(model.g_a(_to_tensor(img)), top)
+                for name, y_hat in (("unquantised", y), ("rounded", torch.round(y))):
+                    x_hat = model.g_s(model.inv_gain(y_hat, top)).clamp(0, 1)
+                    scores[name].append(psnr(img, _to_image(x_hat, img.shape)))
+        rows.append({"run": run, "steps": step, "leaves": len(leaves), "top_level": top + 1,
+                     **{f"psnr_{k}": float(np.mean(v)) for k, v in scores.items()}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def code_candidate(model, img: np.ndarray, level: int) -> dict:
     x = _to_tensor(img)
     t0 = time.perf_counter()
@@ -90,8 +118,7 @@ def code_candidate(model, img: np.ndarray, level: int) -> dict:
     t1 = time.perf_counter()
     x_hat = model.decompress(enc["strings"], enc["shape"], level)
     t2 = time.perf_counter()
-    h, w = img.shape[:2]
-    rec = (x_hat[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rec = _to_image(x_hat, img.shape)
     n_streams = len(enc["strings"])
     return _row(img, rec, stream_bytes(enc["strings"]) + 4 * n_streams + CONTAINER_OVERHEAD, t1 - t0, t2 - t1)
 
@@ -190,9 +217,16 @@ def summary(points: pd.DataFrame, large: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def trained_runs(names, warm: bool) -> list[str]:
+    """ "shipped" and the runs of ``names`` that have weights."""
+    return ["shipped"] + [
+        run_dir(n, warm).name for n in names if (run_dir(n, warm) / "last.pth.tar").exists()
+    ]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers.bakeoff")
-    p.add_argument("what", choices=("train", "points", "summary"))
+    p.add_argument("what", choices=("train", "points", "summary", "ceiling"))
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -205,10 +239,14 @@ def main(argv=None) -> int:
     if args.what == "train":
         train_all(args.only, args.steps, args.warm)
     elif args.what == "points":
-        runs = ["shipped"] + [run_dir(n, args.warm).name for n in args.only
-                              if (run_dir(n, args.warm) / "last.pth.tar").exists()]  # fmt: skip
+        runs = trained_runs(args.only, args.warm)
         # Other runs' rows stay: a run measured in an earlier session need not be measured again.
         replace_rows(rd_points(runs, args.set), POINTS / f"bakeoff_points_{args.set}.csv")
+    elif args.what == "ceiling":
+        runs = trained_runs(args.only, args.warm)
+        table = ceiling(runs)
+        save_table(table, "transform_ceiling", paths.TABLES)
+        print(table.round(2).to_string(index=False))
     else:
         points = pd.concat([pd.read_csv(p) for p in sorted(POINTS.glob("bakeoff_points_*.csv"))])
         table = summary(points, args.large)
