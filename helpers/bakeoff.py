@@ -84,7 +84,6 @@ def _row(img, rec, n_bytes, enc_s, dec_s) -> dict:
             "encode_ms": 1000 * enc_s, "decode_ms": 1000 * dec_s}  # fmt: skip
 
 
-@torch.no_grad()
 def _to_image(x_hat: torch.Tensor, shape) -> np.ndarray:
     h, w = shape[:2]
     return (x_hat[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -111,6 +110,7 @@ def ceiling(runs, n_leaves: int = 20) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@torch.no_grad()
 def code_candidate(model, img: np.ndarray, level: int) -> dict:
     x = _to_tensor(img)
     t0 = time.perf_counter()
@@ -218,7 +218,7 @@ def summary(points: pd.DataFrame, large: bool = False) -> pd.DataFrame:
 
 
 def trained_runs(names, warm: bool) -> list[str]:
-    """ "shipped" and the runs of ``names`` that have weights."""
+    """Today's model ("shipped") and the runs of ``names`` that have weights."""
     return ["shipped"] + [
         run_dir(n, warm).name for n in names if (run_dir(n, warm) / "last.pth.tar").exists()
     ]
