@@ -1,0 +1,51 @@
+"""Writes the golden .leaf files and the PNG each decodes to (run once, by the commit named in README.md here).
+
+    PYTHONPATH=. python tests/golden/write_golden.py
+
+The sources are synthetic (tests/codec_samples.py), so nothing from the data sets is committed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from codec_samples import synthetic_leaf  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+# name -> (source image, compress arguments)
+CASES = {
+    "leaf_level1": ("leaf", ["--level", "1"]),
+    "leaf_level4": ("leaf", ["--level", "4"]),
+    "leaf_level7": ("leaf", ["--level", "7"]),
+    "grey_level4": ("grey", ["--level", "4"]),
+    "multitile_level3": ("wide", ["--level", "3"]),  # 1100 px wide: two 1024-px coding tiles, three 512-px ones
+    "perceptual_level4": ("leaf", ["--level", "4", "--tune", "perceptual"]),
+}
+
+
+def sources() -> dict[str, np.ndarray]:
+    leaf = synthetic_leaf(7, 96)[:, :80]  # 96x80: not a multiple of the model's stride
+    grey = synthetic_leaf(8, 64).mean(2).round().astype(np.uint8)
+    wide = np.concatenate([synthetic_leaf(9, 64)] * 18, axis=1)[:40, :1100]
+    return {"leaf": leaf, "grey": grey, "wide": wide}
+
+
+def main() -> None:
+    for name, img in sources().items():
+        Image.fromarray(img).save(HERE / f"source_{name}.png")
+    for name, (source, args) in CASES.items():
+        leaf, png = HERE / f"{name}.leaf", HERE / f"{name}.png"
+        run = [sys.executable, "-m", "helpers"]
+        subprocess.run([*run, "compress", HERE / f"source_{source}.png", "-o", leaf, *args, "--force"], check=True)
+        subprocess.run([*run, "decompress", leaf, "-o", png, "--force"], check=True)
+        print(name, leaf.stat().st_size, "bytes")
+
+
+if __name__ == "__main__":
+    main()
