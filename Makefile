@@ -5,18 +5,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+# The second environment: numpy 2 (what Colab ships) over the pinned environment's other packages.
+VENV_NP2 := .venv-numpy2
+NUMPY2 := numpy==2.4.6
+NP2_STAMP := $(VENV_NP2)/.installed-$(subst ==,-,$(NUMPY2))-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 export DATA_DIR ?= $(CURDIR)/data/plantvillage
 # Retrain everything from scratch instead of using the shipped checkpoints: `make reproduce RETRAIN=1`.
 RETRAIN ?= 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup venv system-deps third-party data manifest lint format test test-fast smoke reproduce \
+.PHONY: help setup venv numpy2-env colab-check system-deps third-party data manifest lint format test test-fast smoke reproduce \
         notebooks train benchmark fuzz clean
 
 help:
 	@echo "make reproduce   run every notebook (full profile) -> outputs/{figures,tables,results,notebooks}"
 	@echo "make test        lint + unit tests + all notebooks in the smoke profile (what CI runs)"
 	@echo "make data        download PlantVillage into data/plantvillage (skipped when DATA_DIR exists)"
+	@echo "make colab-check the Colab set-up's install plan against Colab's published package lists (offline)"
 	@echo "make benchmark   encode/decode timings and peak memory of our codec and the classical ones"
 	@echo "make fuzz        the long fuzz campaign of the decoder"
 	@echo "variables: DATA_DIR=$(DATA_DIR)  RETRAIN=$(RETRAIN)"
@@ -30,6 +35,16 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Layered on the pinned venv: its own numpy 2 first on sys.path, the pinned venv's packages after it (a .pth file),
+# so the same torch, compressai and the rest run on numpy 2 without a second multi-GB torch.
+numpy2-env: $(NP2_STAMP)
+$(NP2_STAMP): $(STAMP)
+	test -x $(VENV_NP2)/bin/python || $(PYTHON) -m venv $(VENV_NP2)
+	$(VENV_NP2)/bin/python -m pip install -q $(NUMPY2)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+	  > "$$($(VENV_NP2)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/pinned-env.pth"
+	rm -f $(VENV_NP2)/.installed-* && touch $@
 
 # glymur (JPEG 2000) needs the OpenJPEG shared library.
 system-deps: venv
@@ -59,8 +74,14 @@ format: venv
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 # Unit tests and the notebooks in the smoke profile (tests/test_notebooks_smoke.py, tests/test_data.py) in one pytest run.
-test: setup data lint
+# Offline: would the Colab set-up (helpers/colab.py) install on Colab's Python 3.12 and 3.13 runtimes without
+# replacing what Colab ships? Resolved against ../shared/colab's package lists and data/colab_wheels.json.
+colab-check: venv
+	$(PY) -m helpers.colab_check
+
+test: setup data lint numpy2-env
 	$(PY) -m pytest -q
+	$(VENV_NP2)/bin/python -m pytest -q -p no:cacheprovider tests/test_codec.py tests/test_imageio.py tests/test_metrics.py tests/test_golden.py
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -314,6 +314,65 @@ def validate(model: LeafHyperprior, images: torch.Tensor, device) -> list[dict]:
     return rows
 
 
+# ----- precision on CPU: measured, not assumed -------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _pass_seconds(model: nn.Module, x: torch.Tensor, level: torch.Tensor, dtype) -> float:
+    """One forward + backward of the training loss's main terms (no optimiser step: the weights stay as they are)."""
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = model(x, level)
+    bpp = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
+    (bpp + out["x_hat"].float().square().sum()).backward()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def cpu_precision(st: TrainState, reps: int = 2) -> dict:
+    """Times float32 against bfloat16 autocast for this run's model and batch on this CPU, alternately (so load
+    from elsewhere hits both alike), and returns the faster one. bf16 is fast only where the CPU has native
+    bf16 arithmetic; an AVX2-only AMD EPYC ran it 7x slower than float32."""
+    cfg = st.cfg
+    g = torch.Generator().manual_seed(0)  # its own generator: the run's random stream stays as it was
+    x = torch.rand(cfg.batch_size, 3, cfg.crop, cfg.crop, generator=g)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    level = torch.randint(st.model.num_levels, (cfg.batch_size,), generator=g)
+    times = {"fp32": [], "bf16": []}
+    for i in range(reps + 1):
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            t = _pass_seconds(st.model, x, level, dtype)
+            if i:  # the first of each is a warm-up
+                times[name].append(t)
+    best = {k: min(v) for k, v in times.items()}
+    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "fp32_s": round(best["fp32"], 3),
+            "bf16_s": round(best["bf16"], 3), "precision": min(best, key=best.get)}  # fmt: skip
+
+
+def resolve_precision(st: TrainState, run_dir: Path, log: bool) -> None:
+    """Settles ``precision="auto"`` on CPU by measurement and notes machine and choice in machines.csv."""
+    if st.cfg.precision != "auto" or st.device.type != "cpu":
+        return
+    choice = cpu_precision(st)
+    st.amp_dtype = torch.bfloat16 if choice["precision"] == "bf16" else None
+    if log:
+        append_csv(
+            run_dir / "machines.csv", {"time": time.strftime("%Y-%m-%d %H:%M"), "step": st.step, **choice}
+        )
+    print(f"precision: {choice['precision']} on {choice['cpu']} (forward+backward: fp32 {choice['fp32_s']} s, "
+          f"bf16 {choice['bf16_s']} s)", flush=True)  # fmt: skip
+
+
 # ----- the run: config, state, data, one step, log ---------------------------------------------------------
 def resolve_config(run_dir: Path, cfg, overrides, init_from):
     """The run's recipe and the checkpoints it starts from: ``(cfg, resume, init)``. A resumed run keeps its
@@ -372,7 +431,8 @@ def build_state(cfg: TrainConfig, resume, init, rank: int, device) -> TrainState
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     use_cuda = device.type == "cuda"
-    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if use_cuda else "bf16")
+    # "auto" on CPU starts in float32; train() then measures bf16 against it on this machine (cpu_precision).
+    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if use_cuda else "fp32")
     st = TrainState(cfg, model, torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr),
                     torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda),
                     {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision), g, device)  # fmt: skip
@@ -471,12 +531,13 @@ def save_state(st: TrainState, path: Path, world: int, rank: int) -> None:
 
 def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None = None, data_root: Path | None = None,
           manifest: Path = paths.MANIFEST, max_steps_this_call: int | None = None, init_from: Path | None = None,
-          progress: bool = True) -> Path:  # fmt: skip
+          progress: bool = True, deadline: float | None = None) -> Path:  # fmt: skip
     """Train (or resume) the run in ``run_dir``; returns the path of its latest checkpoint.
 
     ``overrides`` are TrainConfig fields set on top of ``cfg`` (on resume, only RESUME_OVERRIDABLE ones).
     ``init_from`` starts a new run from another checkpoint's weights (fine-tuning). ``max_steps_this_call``
-    stops early (the schedule still spans ``cfg.steps``).
+    stops early (the schedule still spans ``cfg.steps``); so does ``deadline`` (a ``time.time()``), with a
+    checkpoint at the step it stops.
     """
     from tqdm.auto import tqdm
 
@@ -499,6 +560,7 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None 
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+    resolve_precision(st, run_dir, log=rank == 0)
     end = cfg.steps if max_steps_this_call is None else min(cfg.steps, st.step + max_steps_this_call)
     log = RunLog(run_dir, cfg, end, enabled=rank == 0)
     bar = tqdm(total=end, initial=st.step, desc="train", disable=not progress or rank != 0, mininterval=5)
@@ -511,6 +573,8 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None 
         if rank == 0 and (st.step % cfg.val_every == 0 or st.step == end):
             for vrow in validate(st.model, val_arr, device):
                 append_csv(run_dir / "val_log.csv", {"step": st.step, **vrow})
+        if deadline is not None and time.time() >= deadline:
+            end = st.step  # a session's time is up: stop here, resumable
         if st.step % cfg.checkpoint_every == 0 or st.step == end:
             save_state(st, run_dir / "last.pth.tar", world, rank)
     bar.close()

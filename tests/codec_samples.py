@@ -59,10 +59,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
-def run_cli(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProcess:
-    """``python -m helpers ARGS`` in a fresh interpreter (the exact command a user types)."""
+def run_cli(*args, cwd=None, timeout=300, env=None, python=None) -> subprocess.CompletedProcess:
+    """``python -m helpers ARGS`` in a fresh interpreter (the exact command a user types); ``python``: another
+    environment's interpreter (default: this one's)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "helpers", *map(str, args)], cwd=cwd or ROOT, env=full_env,
+    return subprocess.run([str(python or sys.executable), "-m", "helpers", *map(str, args)], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 

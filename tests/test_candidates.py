@@ -37,7 +37,8 @@ def test_widened_transforms_compute_the_narrow_ones(narrow_and_wide):
     x = torch.rand(1, 3, 64, 64)
     y = narrow.g_a(x)
     torch.testing.assert_close(wide.g_a(x)[:, : narrow.M], y, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(wide.g_s(_with_new_channels(y, wide.M)), narrow.g_s(y), rtol=1e-4, atol=1e-5)
+    silent = torch.cat([y, y.new_zeros(y.shape[0], wide.M - narrow.M, *y.shape[2:])], 1)
+    torch.testing.assert_close(wide.g_s(silent), narrow.g_s(y), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(wide.gain.log[:, : narrow.M], narrow.gain.log)
 
 
@@ -65,3 +66,30 @@ def test_fine_tune_state_widens_and_refuses_to_narrow(narrow_and_wide):
     assert state["g_s.6.weight"].shape == wide.g_s[6].weight.shape
     with pytest.raises(CheckpointError, match="cannot widen g_a.0.weight"):
         widen_state(wide.state_dict(), narrow)
+
+
+def test_widened_latents_round_to_nonzero_so_their_synthesis_weights_learn(narrow_and_wide):
+    """The synthesis weights reading a new latent start at zero; a new latent that rounded to zero everywhere
+    would give them no gradient and get none back (codec v2's widening stayed silent that way)."""
+    narrow, wide = narrow_and_wide
+    wide.train()
+    x = torch.rand(2, 3, 64, 64)
+    top = torch.full((2,), wide.num_levels - 1)
+    out = wide(x, top)
+    out["x_hat"].square().sum().backward()
+    reading_new = wide.g_s[0].weight.grad[narrow.M :]  # ConvTranspose2d: (in, out, k, k)
+    making_new = wide.g_a[-1].weight.grad[narrow.M :]  # the analysis rows that make the new latents
+    wide.zero_grad(set_to_none=True)
+    wide.eval()
+    assert reading_new.abs().sum() > 0 and making_new.abs().sum() > 0
+
+
+def test_v3_hyper_synthesis_is_bounded_in_width():
+    model = Candidate("v3", LAMBDAS)
+    widths = [
+        m.out_channels
+        for m in model.latent_codec.hyper.h_s
+        if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+    ]
+    assert model.M == 320 and widths == [192, 192, 640]
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000  # float16 weights under 10 MB

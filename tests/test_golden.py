@@ -38,7 +38,9 @@ def test_golden_file_decodes_to_its_pixels(decoded, name):
     assert diff.max() <= 1, f"{name}: {int((diff > 1).sum())} pixels off by more than one grey level"
 
 
-def test_golden_files_name_their_model():
-    proc = run_cli("info", GOLDEN / "perceptual_level4.leaf", GOLDEN / "leaf_level4.leaf")
+@pytest.mark.parametrize("name, model", [("perceptual_level4", "leaf-hyperprior-perceptual"),
+                                         ("leaf_level4", "leaf-hyperprior ")])  # fmt: skip
+def test_golden_files_name_their_model(name, model):
+    proc = run_cli("info", GOLDEN / f"{name}.leaf")
     assert proc.returncode == 0, proc.stderr
-    assert "perceptual" in proc.stdout
+    assert f"model:     {model}" in proc.stdout

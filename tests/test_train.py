@@ -203,3 +203,23 @@ def test_a_run_fine_tuned_from_the_shipped_checkpoint_lists_the_shipped_run_as_i
     )
     assert train.run_stages(tmp_path) == [*train.run_stages(paths.SHIPPED_RUN), tmp_path]
     assert paths.SHIPPED_RUN in train.run_stages(tmp_path)
+
+
+def test_cpu_precision_is_measured_and_leaves_the_weights_alone(one_torch_thread):
+    cfg = train.TrainConfig(**{**TINY, "precision": "auto"})
+    st = train.build_state(cfg, None, None, 0, torch.device("cpu"))
+    before = {k: v.clone() for k, v in st.model.state_dict().items()}
+    choice = train.cpu_precision(st, reps=1)
+    assert choice["precision"] in ("fp32", "bf16") and choice["cpu"]
+    assert choice[f"{choice['precision']}_s"] == min(choice["fp32_s"], choice["bf16_s"])
+    after = st.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in st.model.parameters())
+
+
+@needs_data
+def test_a_deadline_stops_the_run_at_a_resumable_checkpoint(tmp_path):
+    overrides = {**TINY, "steps": 50, "checkpoint_every": 100}
+    ckpt = train.train(tmp_path, None, overrides, data_root=DATA_DIR, progress=False, deadline=0.0)
+    state = train.load_checkpoint(ckpt)
+    assert state["step"] == 1  # one step, then the deadline (long past) stops it, with a checkpoint
