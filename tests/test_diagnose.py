@@ -174,9 +174,12 @@ def test_cached_features_resume_and_keep_degraded_apart(tmp_path):
     cache = tmp_path / "cache"
     x = diagnose.cached_features(records, tmp_path / "data", cache=cache, chunk=2, log=lambda s: None)
     chunks = sorted(cache.rglob("*.npy"))
-    assert len(chunks) == 2 and np.allclose(
-        x, diagnose.original_features(records, tmp_path / "data")[1], atol=1e-5
-    )
+    assert len(chunks) == 2
+    # Chunks of 2 and one batch of 4 take different float32 convolution kernels, so they agree to float32
+    # rounding over the network's sums (relative 1e-3 of the largest feature), not bit for bit; the features are
+    # square roots, which turn a rounding of 1e-9 near zero into 3e-5, so they are compared squared.
+    ref = diagnose.original_features(records, tmp_path / "data")[1]
+    np.testing.assert_allclose(x**2, ref**2, rtol=1e-3, atol=1e-3 * float((ref**2).max()))
     chunks[1].unlink()  # a run killed before its last chunk
     assert np.array_equal(
         diagnose.cached_features(records, tmp_path / "data", cache=cache, chunk=2, log=lambda s: None), x
