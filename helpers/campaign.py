@@ -3,6 +3,7 @@
     python -m helpers.campaign train --minutes 120   # resume (or start) the run; stops cleanly at the deadline
     python -m helpers.campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
     python -m helpers.campaign curve                 # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
+    python -m helpers.campaign step-times            # the bare training step against the loop's, side by side
 
 Where a session finds the run's resumable state (``last.pth.tar``, ignored by git) it resumes exactly. Where the
 machine was replaced and only the committed weights are left, the run continues from them at their step with a
@@ -118,9 +119,35 @@ def new_channel_bits(n_leaves: int = 4) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def step_times(steps: int = 6) -> dict:
+    """Seconds per training step of this run's recipe on this machine: the bare step (one fixed batch, so
+    no sampling) against the loop's (crops sampled and augmented from the uint8 arrays), alternately."""
+    import statistics
+
+    from .train import RateDistortionLoss, TrainStep, build_data, resolve_precision, train_step
+
+    cfg = TrainConfig.from_dict(RECIPE)
+    st = build_state(cfg, None, None, 0, torch.device("cpu"))
+    resolve_precision(st, RUN, log=False)
+    sampler, _ = build_data(cfg, paths.data_dir(), paths.MANIFEST, st.generator, progress=False)
+    net, loss_fn, batch = TrainStep(st.model), RateDistortionLoss(cfg), sampler()
+    times = {"bare": [], "loop": []}
+    for i in range(steps + 1):
+        for kind, source in (("bare", lambda: batch), ("loop", sampler)):
+            t0 = time.perf_counter()
+            train_step(st, net, loss_fn, source)
+            if i:  # the first of each warms up
+                times[kind].append(time.perf_counter() - t0)
+    row = {"time": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
+           "precision": "bf16" if st.amp_dtype is not None else "fp32",
+           **{f"{k}_s_per_step": round(statistics.median(v), 3) for k, v in times.items()}}  # fmt: skip
+    append_csv(RUN / "step_times.csv", row)
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers.campaign")
-    p.add_argument("what", choices=("train", "export", "curve", "new-bits"))
+    p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times"))
     p.add_argument("--minutes", type=float, default=60.0, help="train: stop after this long (resumable)")
     args = p.parse_args(argv)
     if args.what == "train":
@@ -129,6 +156,8 @@ def main(argv=None) -> int:
         export()
     elif args.what == "curve":
         print(pd.DataFrame([curve_row()]).to_string(index=False))
+    elif args.what == "step-times":
+        print(step_times())
     else:
         print(new_channel_bits().round(4).to_string(index=False))
     return 0
