@@ -11,6 +11,7 @@ PyTorch's and CompressAI's libraries).
 from __future__ import annotations
 
 from .errors import ResourceError
+from .imageio import pixel_counts
 from .tiling import HALO, LATENT_STRIDE, TRANSFORM_TILE, latent_size
 
 DEFAULT_MAX_MEMORY = 2 * 2**30  # bytes of working memory for one image (``--max-memory``)
@@ -51,11 +52,18 @@ def estimate(height: int, width: int, M: int, N: int, workers: int, decode: bool
 def check(height: int, width: int, need: int, max_memory: int | None, verb: str) -> None:
     """ResourceError naming the size, the estimate and the budget when ``need`` exceeds ``max_memory``."""
     if max_memory is not None and need > max_memory:
+        need_text, budget_text = format_bytes(need), format_bytes(max_memory)
+        if need_text == budget_text:  # rounded alike: exact counts tell them apart
+            need_text, budget_text = f"{need:,} bytes", f"{max_memory:,} bytes"
         raise ResourceError(
-            f"cannot {verb} a {width}x{height} image ({width * height / 1e6:.1f} MP) within the memory budget: "
-            f"it needs about {format_bytes(need)}, the budget is {format_bytes(max_memory)} (raise it with --max-memory)"
+            f"cannot {verb} a {width}x{height} image ({pixel_counts(width * height)[0]}) within the memory budget: "
+            f"it needs about {need_text}, the budget is {budget_text} (raise it with --max-memory)"
         )
 
 
 def format_bytes(n: int) -> str:
-    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+    """``2.00 GB``, ``100 MB``, ``64 KB``, ``512 bytes``: small budgets are not rounded to ``0 MB``."""
+    for unit, name, digits in ((2**30, "GB", 2), (2**20, "MB", 0), (2**10, "KB", 0)):
+        if n >= unit:
+            return f"{n / unit:.{digits}f} {name}"
+    return f"{int(n)} bytes"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
 from . import paths
-from .errors import LeafCodecError
+from .errors import LeafCodecError, shown
 
 
 def _cmd_manifest(args) -> int:
@@ -64,25 +66,62 @@ def _say(message: str, file=None) -> None:
 
 
 def _batch_outputs(inputs, out, out_dir, suffix, verb):
-    """(source, destination) pairs for the single-file (-o) and batch (--out-dir) forms."""
+    """(source, destination) pairs for the single-file (-o) and batch (--out-dir) forms; no output may be an
+    input (``_refuse_inputs_as_outputs``)."""
     if out and out_dir:
         raise LeafCodecError("give either -o OUTPUT or --out-dir DIR, not both")
     if out:
         if len(inputs) != 1:
             raise LeafCodecError(f"-o takes one input; use --out-dir DIR to {verb} several files")
-        return [(Path(inputs[0]), Path(out))]
-    if not out_dir:
+        pairs = [(Path(inputs[0]), _single_output(Path(inputs[0]), out, suffix))]
+    elif not out_dir:
         raise LeafCodecError("missing output: give -o OUTPUT or --out-dir DIR")
-    out_dir = Path(out_dir)
+    else:
+        pairs = _folder_outputs(inputs, Path(out_dir), suffix)
+    _refuse_inputs_as_outputs(pairs)
+    return pairs
+
+
+def _single_output(src: Path, out: str, suffix: str) -> Path:
+    """``-o FILE``, or ``-o FOLDER/`` (a trailing slash means a folder, which must exist): FOLDER/<stem><suffix>."""
+    # pathlib drops the slash: lstat("file/") fails (not a folder), lstat("file") says what "file" is.
+    folder = Path(out)
+    if not out.endswith(("/", os.sep)):
+        return folder
+    if not os.path.lexists(folder):
+        raise LeafCodecError(f"no such folder: {shown(out)}")
+    if not folder.is_dir():
+        raise LeafCodecError(f"not a folder: {shown(out)}")
+    return folder / (src.stem + suffix)
+
+
+def _folder_outputs(inputs, out_dir: Path, suffix: str):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LeafCodecError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+        raise LeafCodecError(f"cannot create output folder {shown(out_dir)}: {exc.strerror or exc}") from None
     pairs = [(Path(i), out_dir / (Path(i).stem + suffix)) for i in inputs]
     dests = [d for _, d in pairs]
     if len(set(dests)) != len(dests):
         raise LeafCodecError("two inputs share a file name stem; their outputs would collide in --out-dir")
     return pairs
+
+
+def _file_id(path: Path):
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_inputs_as_outputs(pairs) -> None:
+    """Writing over an input would lose it, --force or not: refuse an output that is any of the inputs (the same
+    file under any spelling of its path, a symbolic link to it or a hard link of it), before any work."""
+    inputs = {_file_id(src) for src, _ in pairs} - {None}
+    for _, dst in pairs:
+        if _file_id(dst) in inputs:
+            raise LeafCodecError(f"{shown(dst)} is an input; refusing to write over it (--force or not)")
 
 
 def _one_line(exc) -> str:
@@ -96,25 +135,33 @@ def _run_batch(pairs, work, desc) -> int:
     failures = 0
     for src, dst in _progress(pairs, desc):
         for tmp in leftover_temporaries(dst):
-            _say(f"note: {tmp} was left by an interrupted run; delete it", sys.stderr)
+            _say(f"note: {shown(tmp)} was left by an interrupted run; delete it", sys.stderr)
+        notes = []
         try:
-            _say(work(src, dst))
+            _say(work(src, dst, notes))
         except LeafCodecError as exc:
             failures += 1
-            _say(f"error: {src}: {_one_line(exc)}", sys.stderr)
+            _say(f"error: {shown(src)}: {_one_line(exc)}", sys.stderr)
+            continue
+        for note in notes:  # only once the file is written: an error stays the one line about its input
+            _say(f"note: {shown(src)}: {note}", sys.stderr)
     return 2 if failures else 0
 
 
 def _size(text: str, unit: int, what: str) -> int:
-    """``1500000``, ``64M``, ``2G`` (``unit`` 1000 for pixels, 1024 for bytes)."""
+    """``1500000``, ``64M``, ``2G`` (``unit`` 1000 for pixels, 1024 for bytes): a finite count of at least 1,
+    fractions rounded down. Infinity and NaN are refused (a limit must be a number; for none, give a huge one)."""
     scale = {"": 1, "K": unit, "M": unit**2, "G": unit**3, "T": unit**4}
     t = text.strip().upper().removesuffix("B") if unit == 1024 else text.strip().upper()
     try:
         value = float(t[:-1]) * scale[t[-1]] if t and t[-1] in scale else float(t)
     except ValueError:
         raise LeafCodecError(f"{what} must be a number such as 64M or 2G, not {text!r}") from None
-    if not value > 0:
-        raise LeafCodecError(f"{what} must be positive, not {text!r}")
+    if not math.isfinite(value):
+        raise LeafCodecError(f"{what} must be a finite number such as 64M or 2G, not {text!r}")
+    if value < 1:
+        noun = "byte" if unit == 1024 else "pixel"
+        raise LeafCodecError(f"{what} must be at least 1 {noun}, not {text!r}")
     return int(value)
 
 
@@ -163,19 +210,37 @@ def _cmd_compress(args) -> int:
     from .codec import SUFFIX
     from .metrics import bpp
 
+    target = args.target_bpp
+    if target is not None and not (math.isfinite(target) and target > 0):
+        raise LeafCodecError(f"--target-bpp must be a positive finite number, not {target:g}")
+    max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
     codec = _codec(args, checkpoint=_encoder_checkpoint(args))
     level = None if args.level is None else codec.check_level(args.level)
-    max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
-    if args.target_bpp is not None and not args.target_bpp > 0:
-        raise LeafCodecError(f"--target-bpp must be positive, not {args.target_bpp}")
     pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
 
-    def work(src, dst):
-        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, args.target_bpp)
+    def work(src, dst, notes):
+        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, target, notes)
         h, w = _size_of(dst)
-        return f"{src} -> {dst}: {n} bytes, {bpp(n, h, w):.4f} bpp (level {_level_text(chosen)})"
+        got = bpp(n, h, w)
+        if target is not None:
+            notes.extend(_unreachable_target(codec, target, got, chosen))
+        return f"{shown(src)} -> {shown(dst)}: {n} bytes, {got:.4f} bpp (level {_level_text(chosen)})"
 
     return _run_batch(pairs, work, "compress")
+
+
+def _unreachable_target(codec, target: float, got: float, level) -> list[str]:
+    """A note when ``--target-bpp`` lies beyond the top or below the lowest level's rate (the file is then the
+    nearest one there is)."""
+    if level == codec.levels[-1] and got < target:
+        end = "the top level"
+    elif level == codec.levels[0] and got > target:
+        end = "the lowest level"
+    else:
+        return []
+    return [
+        f"--target-bpp {target:g} is out of reach: {end} gives {got:.4f} bpp (level {_level_text(level)})"
+    ]
 
 
 def _size_of(leaf_file):
@@ -193,9 +258,9 @@ def _cmd_decompress(args) -> int:
     pairs = _batch_outputs(inputs, out, args.out_dir, ".png", "decompress")
     decoder = _Decoders(args)
 
-    def work(src, dst):
+    def work(src, dst, notes):
         h = decoder(src).decompress_file(src, dst, force=args.force)
-        return f"{src} -> {dst}: {h.width}x{h.height}, level {_level_text(h.level)}"
+        return f"{shown(src)} -> {shown(dst)}: {h.width}x{h.height}, level {_level_text(h.level)}"
 
     return _run_batch(pairs, work, "decompress")
 
@@ -207,7 +272,7 @@ def _cmd_info(args) -> int:
 
     data = read_bitstream(args.file)
     h = parse(data)
-    print(f"file:      {args.file}")
+    print(f"file:      {shown(args.file)}")
     print(f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})")
     tune = tune_of(h.model_name)
     print(f"model:     {h.model_name} (weights {h.weights_hash.hex()})")
@@ -255,14 +320,15 @@ def _cmd_run_notebooks(args) -> int:
 
 def _cmd_metrics(args) -> int:
     from .data import read_image
-    from .metrics import compare_images
+    from .metrics import compare_images, lpips_undefined
 
     ref, test = read_image(args.reference), read_image(args.test)
     m = compare_images(ref, test, lpips=not args.no_lpips)
     print(f"PSNR     {m['psnr']:.3f} dB")
     print(f"MS-SSIM  {m['ms_ssim']:.5f} ({m['ms_ssim_db']:.3f} dB)")
     if not args.no_lpips:
-        print(f"LPIPS    {m['lpips']:.4f} (alex)")
+        why = lpips_undefined(ref.shape)
+        print(f"LPIPS    {why}" if why else f"LPIPS    {m['lpips']:.4f} (alex)")
     return 0
 
 
@@ -291,23 +357,28 @@ def _common_coding_options(s) -> None:
     s.add_argument("--force", action="store_true",
                    help="overwrite existing outputs (regular files only: never folders, links, devices, FIFOs)")  # fmt: skip
     s.add_argument("--max-pixels", default=f"{DEFAULT_MAX_PIXELS // 10**6}M", metavar="N",
-                   help="refuse larger images, e.g. 300M (default: %(default)s)")  # fmt: skip
+                   help="refuse larger images, e.g. 300M; a finite number, at least 1 (default: %(default)s)")  # fmt: skip
     s.add_argument("--max-memory", default=f"{DEFAULT_MAX_MEMORY // 2**30}G", metavar="SIZE",
-                   help="refuse images whose coding needs more working memory, e.g. 4G (default: %(default)s)")  # fmt: skip
+                   help="refuse images whose coding needs more working memory, e.g. 4G; a finite size, at "
+                        "least 1 byte (default: %(default)s)")  # fmt: skip
 
 
 def _add_codec_commands(sub) -> None:
     s = sub.add_parser("compress", help="compress images to .leaf files")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
-    s.add_argument("-o", "--output", metavar="OUTPUT_FILE")
+    s.add_argument("-o", "--output", metavar="OUTPUT_FILE",
+                   help="the .leaf file to write, or an existing FOLDER/ (trailing slash) for FOLDER/<stem>.leaf")  # fmt: skip
     s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.leaf")
     rate = s.add_mutually_exclusive_group()
     rate.add_argument("--level", "--quality", type=float, dest="level",
                       help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps")  # fmt: skip
     rate.add_argument("--target-bpp", type=float, metavar="X",
-                      help="the level (fractional if need be) whose file is nearest X bits per pixel")  # fmt: skip
+                      help="the level (fractional if need be) whose file is nearest X bits per pixel (a note says when X "
+                           "is beyond every level's rate)")  # fmt: skip
     rate.add_argument(
-        "--max-bytes", metavar="N", help="the highest level whose file has at most N bytes (e.g. 50K)"
+        "--max-bytes",
+        metavar="N",
+        help="the highest level whose file has at most N bytes (e.g. 50K; at least 1)",
     )
     s.add_argument("--tune", choices=("mse", "perceptual"),
                    help="mse: the PSNR-optimised model (default); perceptual: tuned for LPIPS (the paper's perceptual objective)")  # fmt: skip
@@ -316,7 +387,8 @@ def _add_codec_commands(sub) -> None:
 
     s = sub.add_parser("decompress", help="decode .leaf files to PNG")
     s.add_argument("inputs", nargs="+", metavar="FILE")
-    s.add_argument("-o", "--output", metavar="OUTPUT_PNG")
+    s.add_argument("-o", "--output", metavar="OUTPUT_PNG",
+                   help="the PNG to write, or an existing FOLDER/ (trailing slash) for FOLDER/<stem>.png")  # fmt: skip
     s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.png")
     s.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="run the synthesis in PyTorch or ONNX Runtime (see helpers/export.py)")  # fmt: skip

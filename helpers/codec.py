@@ -49,7 +49,7 @@ import torch
 
 from . import budget, rate, tiling
 from .checkpoints import export_checkpoint, load_model  # noqa: F401 (notebooks import them from here)
-from .errors import CodecError, DataError, ResourceError
+from .errors import CodecError, DataError, ResourceError, shown
 from .fileio import atomic_write, check_output
 from .imageio import COLOUR_NAMES, COLOUR_RGB, DEFAULT_MAX_PIXELS, check_pixels, load_image, output_image
 from .model import single_thread
@@ -349,8 +349,10 @@ class LeafCodec:
         ``target_bpp``; the level may be fractional (1/256 steps, recorded in the file). See ``helpers.rate``."""
         if (max_bytes is None) == (target_bpp is None):
             raise CodecError("give either a byte limit or a target rate")
-        if not (max_bytes or target_bpp or 0) > 0:
-            raise CodecError(f"the rate asked must be positive, not {max_bytes or target_bpp}")
+        if max_bytes is not None and not max_bytes >= 1:
+            raise CodecError(f"the byte limit must be at least 1, not {max_bytes}")
+        if target_bpp is not None and not (np.isfinite(target_bpp) and target_bpp > 0):
+            raise CodecError(f"the target rate must be a positive finite number, not {target_bpp}")
         rgb = self._checked_image(rgb, colour)
         h, w = rgb.shape[:2]
         self.check_size(w, h, decode=False, latents=2)
@@ -469,12 +471,15 @@ class LeafCodec:
 
     # ----- files (the command line) ---------------------------------------------------------------------------
     def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False,
-                      max_bytes: int | None = None, target_bpp: float | None = None) -> tuple[int, int | float]:  # fmt: skip
+                      max_bytes: int | None = None, target_bpp: float | None = None,
+                      notes: list[str] | None = None) -> tuple[int, int | float]:  # fmt: skip
         """Code the image file ``src`` into ``dst`` at ``level``, or at the level that meets ``max_bytes`` or
-        ``target_bpp`` (``encode_to_rate``): (bytes written, level)."""
+        ``target_bpp`` (``encode_to_rate``): (bytes written, level). ``notes``: see ``imageio.load_image``."""
         check_output(dst, force)  # before the work; atomic_write checks again when it publishes
         latents = 1 if max_bytes is None and target_bpp is None else 2
-        rgb, colour = load_image(src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents))
+        rgb, colour = load_image(
+            src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents), notes
+        )
         if latents == 1:
             level = self.check_level(self.default_level if level is None else level)
             data = self.encode(rgb, level, colour)
@@ -497,8 +502,8 @@ def read_bitstream(path: str | Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
+        raise DataError(f"file not found: {shown(path)}") from None
     except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a .leaf file") from None
+        raise DataError(f"{shown(path)} is a folder, not a .leaf file") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+        raise DataError(f"cannot read {shown(path)}: {exc.strerror}") from None

@@ -21,3 +21,10 @@ class CheckpointError(LeafCodecError):
 class ResourceError(LeafCodecError):
     """An image or file that needs more pixels or memory than the stated limit (``--max-pixels``,
     ``--max-memory``), or an allocation that failed anyway."""
+
+
+def shown(path) -> str:
+    """A path as a message prints it: as it is, or quoted with its control characters escaped (``repr``) when it
+    has any (a newline, a tab, undecodable bytes), so that every message stays on one line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)

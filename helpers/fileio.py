@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DataError
+from .errors import DataError, shown
 
 TEMP_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it back at once; os.umask is the only reader)
@@ -48,15 +48,17 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
     if st is not None:
         if not stat.S_ISREG(st.st_mode):
             kind = _kind(st.st_mode)
-            raise DataError(f"cannot write {path}: it is {kind}, not a regular file; refusing to replace it")
+            raise DataError(
+                f"cannot write {shown(path)}: it is {kind}, not a regular file; refusing to replace it"
+            )
         if not force:
-            raise DataError(f"{path} exists; pass --force to overwrite it")
+            raise DataError(f"{shown(path)} exists; pass --force to overwrite it")
     if not path.parent.is_dir():
-        raise DataError(f"output folder does not exist: {path.parent}")
+        raise DataError(f"output folder does not exist: {shown(path.parent)}")
     return path
 
 
@@ -74,7 +76,7 @@ def atomic_write(path: str | Path, content: Content, force: bool = False) -> Pat
     try:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
     tmp = Path(tmp_name)
     try:
         with _removed_on_signals(tmp):
@@ -89,7 +91,7 @@ def atomic_write(path: str | Path, content: Content, force: bool = False) -> Pat
             _publish(tmp, path, force)
         _fsync_folder(path.parent)
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -103,7 +105,7 @@ def _publish(tmp: Path, path: Path, force: bool) -> None:
     try:
         os.link(tmp, path)  # fails with EEXIST if another run published first
     except FileExistsError:
-        raise DataError(f"{path} exists; pass --force to overwrite it") from None
+        raise DataError(f"{shown(path)} exists; pass --force to overwrite it") from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
             raise
@@ -111,7 +113,7 @@ def _publish(tmp: Path, path: Path, force: bool) -> None:
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
-            raise DataError(f"{path} exists; pass --force to overwrite it") from None
+            raise DataError(f"{shown(path)} exists; pass --force to overwrite it") from None
         os.replace(tmp, path)
 
 

@@ -6,7 +6,9 @@ that the codec can decode back to the same kind of image. Rules, the same for ev
 * EXIF orientation is applied (the pixels are shown upright); Pillow's warnings about damaged EXIF are
   silenced (the image itself is fine).
 * Grayscale (``L``, ``1``) is coded as RGB and reported as grayscale; an alpha channel is dropped (the codec
-  codes colour only) and reported (``RGBA``, ``LA``, ``PA``, palettes with transparency).
+  codes colour only) and reported (``RGBA``, ``LA`` at 8 or 16 bits, ``PA``, palettes with transparency).
+* Animations and multi-page files (GIF, WebP, APNG, TIFF): the first frame is read; ``load_image`` says so in
+  the caller's ``notes`` ("only the first of N frames is coded"), which ``compress`` prints.
 * 16-bit samples (``I;16`` grey; Pillow already reduces 48-bit RGB PNGs the same way) keep their top 8 bits.
 * 32-bit integer images are refused: their value range is not defined by the format (a 32-bit TIFF may hold
   0-255, 0-65535 or anything else), and guessing it silently is how a picture turns black.
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DataError, ResourceError
+from .errors import DataError, ResourceError, shown
 
 COLOUR_RGB, COLOUR_GRAY, COLOUR_ALPHA_DROPPED, COLOUR_GRAY_ALPHA_DROPPED = 0, 1, 2, 3
 COLOUR_NAMES = {COLOUR_RGB: "RGB", COLOUR_GRAY: "grayscale", COLOUR_ALPHA_DROPPED: "RGB (alpha dropped)",
@@ -54,27 +56,32 @@ _pillow_limit = threading.Lock()
 
 
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               check_size: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
+               check_size: Callable[[int, int], None] | None = None,
+               notes: list[str] | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
     """uint8 RGB (H, W, 3), possibly read-only, and its ``COLOUR_*`` mode; DataError/ResourceError otherwise.
-    ``check_size(width, height)`` may refuse the image (e.g. a memory budget) before its pixels are decoded."""
+    ``check_size(width, height)`` may refuse the image (e.g. a memory budget) before its pixels are decoded.
+    What the user should know about the reading (an animation's other frames dropped) is appended to ``notes``."""
     path = Path(path)
     try:
         with _quiet_pillow(), _open(path) as im:
-            check_pixels(im.width, im.height, max_pixels, f"image {path}")
+            check_pixels(im.width, im.height, max_pixels, f"image {shown(path)}")
             if check_size is not None:
                 check_size(im.width, im.height)
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1 and notes is not None:
+                notes.append(f"only the first of {frames} frames is coded")
+            # Before exif_transpose, which may load the pixels (and forget the file's own sample layout).
+            rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else None
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
-            return image_to_rgb(im)
+            return image_to_rgb(im, rawmode)
     except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
+        raise DataError(f"image not found: {shown(path)}") from None
     except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not an image") from None
+        raise DataError(f"{shown(path)} is a folder, not an image") from None
     except MemoryError:
-        raise ResourceError(f"not enough memory to read image {path}") from None
-    except DataError as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
-    except _DAMAGED as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+        raise ResourceError(f"not enough memory to read image {shown(path)}") from None
+    except (DataError, *_DAMAGED) as exc:
+        raise DataError(f"cannot read image {shown(path)}: {exc}") from None
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -85,10 +92,20 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 def check_pixels(width: int, height: int, max_pixels: int | None, what: str) -> None:
     if max_pixels is not None and width * height > max_pixels:
+        size, limit = pixel_counts(width * height, max_pixels)
         raise ResourceError(
-            f"{what} is too large: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-            f"{max_pixels / 1e6:.1f} MP (raise it with --max-pixels)"
+            f"{what} is too large: {width}x{height} = {size} exceeds the limit of {limit} (raise it with "
+            "--max-pixels)"
         )
+
+
+def pixel_counts(*counts: int) -> list[str]:
+    """``400.0 MP``; exact counts (``4,096 pixels``) for small images and limits, or where one decimal would
+    make two different counts look equal (1.04 and 1.0 MP)."""
+    texts = [f"{n / 1e6:.1f} MP" for n in counts]
+    if min(counts) >= 10**6 and len(set(texts)) == len(set(counts)):
+        return texts
+    return [f"{int(n):,} pixels" for n in counts]
 
 
 @contextlib.contextmanager
@@ -112,9 +129,10 @@ def _open(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def image_to_rgb(im: Image.Image) -> tuple[np.ndarray, int]:
-    """Pillow image -> uint8 RGB and its colour mode (rules in the module docstring)."""
-    mode = im.mode
+def image_to_rgb(im: Image.Image, rawmode: str | None = None) -> tuple[np.ndarray, int]:
+    """Pillow image -> uint8 RGB and its colour mode (rules in the module docstring). ``rawmode``: the file's
+    own sample layout where Pillow widens it (a 16-bit grey + alpha PNG opens as RGBA, raw mode ``LA;16B``)."""
+    mode = "LA" if im.mode == "RGBA" and rawmode is not None and rawmode.startswith("LA;16") else im.mode
     if mode in _SIXTEEN_BIT or mode == "I":
         im, mode = _sixteen_bit_to_l(im), "L"
     elif mode == "F":

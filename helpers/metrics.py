@@ -6,6 +6,8 @@
   scales dropped, the rest renormalised): 81-160 px 4 scales, 41-80 px 3, 21-40 px 2, 11-20 px 1 (= SSIM),
   and 2-10 px SSIM with the largest odd window that fits. ``ms_ssim_db`` is -10 log10(1 - MS-SSIM).
 * LPIPS v0.1 with AlexNet (Zhang et al. 2018, the ``lpips`` package), inputs scaled to [-1, 1], no resizing.
+  It is not defined for images with a side under ``LPIPS_MIN_SIDE`` (31) px: AlexNet's two max-pools leave no
+  output there (``lpips_undefined`` says why; ``compare_images`` gives NaN).
   Works offline (see ``lpips_network``); reproduces pyiqa's calibration scores (tests/test_metrics.py).
 * Bits per pixel of a whole file, and Bjontegaard deltas with piecewise-cubic (PCHIP) interpolation.
 * Edge fidelity (``edge_fidelity``): how well a decoded image keeps the original's edges (veins, lesion
@@ -44,6 +46,9 @@ from .errors import DataError
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_WIN = 11
 TORCHVISION_ALEXNET = "alexnet-owt-7be5be79.pth"  # torchvision's file name in the torch hub cache
+# The smallest side AlexNet maps to a feature: conv 11x11 stride 4 (pad 2) -> 7 px, then two 3x3 stride-2
+# max-pools -> 3 -> 1.
+LPIPS_MIN_SIDE = 31
 
 
 def _check_pair(ref: np.ndarray, test: np.ndarray) -> None:
@@ -180,15 +185,25 @@ def _lpips_features(net, img: np.ndarray, device: str) -> list[torch.Tensor]:
     return [lpips.normalize_tensor(f) for f in net.net.forward(net.scaling_layer(x))]
 
 
+def lpips_undefined(shape: tuple[int, ...]) -> str | None:
+    """Why LPIPS has no value for images of ``shape`` (H, W, ...), or None where it has one."""
+    h, w = shape[:2]
+    if min(h, w) >= LPIPS_MIN_SIDE:
+        return None
+    return f"not defined for {w}x{h} images (AlexNet needs at least {LPIPS_MIN_SIDE}x{LPIPS_MIN_SIDE} pixels)"
+
+
 def lpips_distance(ref: np.ndarray, test: np.ndarray, device: str = "cpu") -> float:
     """LPIPS-alex distance (0 = identical, larger = more different); ``lpips.LPIPS.forward``'s arithmetic, with
-    the reference's features reused while the same reference comes back."""
+    the reference's features reused while the same reference comes back. DataError for images too small."""
     global _LPIPS_REFERENCE
     import hashlib
 
     import lpips
 
     _check_pair(ref, test)
+    if why := lpips_undefined(ref.shape):
+        raise DataError(f"LPIPS is {why}")
     net = lpips_network(device)
     key = (device, ref.shape, hashlib.blake2b(np.ascontiguousarray(ref).data, digest_size=16).digest())
     with torch.inference_mode():
@@ -202,13 +217,14 @@ def lpips_distance(ref: np.ndarray, test: np.ndarray, device: str = "cpu") -> fl
 
 
 def compare_images(ref: np.ndarray, test: np.ndarray, lpips: bool = True) -> dict:
-    """All quality metrics of one pair: ``psnr``, ``ms_ssim``, ``ms_ssim_db``, ``lpips`` (NaN if skipped)."""
+    """All quality metrics of one pair: ``psnr``, ``ms_ssim``, ``ms_ssim_db``, ``lpips`` (NaN if skipped, or
+    for images too small for it: ``lpips_undefined``)."""
     v = ms_ssim(ref, test)
     return {
         "psnr": psnr(ref, test),
         "ms_ssim": v,
         "ms_ssim_db": ms_ssim_db(v),
-        "lpips": lpips_distance(ref, test) if lpips else float("nan"),
+        "lpips": lpips_distance(ref, test) if lpips and not lpips_undefined(ref.shape) else float("nan"),
     }
 
 

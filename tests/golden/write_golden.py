@@ -24,7 +24,10 @@ CASES = {
     "leaf_level4": ("leaf", ["--level", "4"]),
     "leaf_level7": ("leaf", ["--level", "7"]),
     "grey_level4": ("grey", ["--level", "4"]),
-    "multitile_level3": ("wide", ["--level", "3"]),  # 1100 px wide: two 1024-px coding tiles, three 512-px ones
+    "multitile_level3": (
+        "wide",
+        ["--level", "3"],
+    ),  # 1100 px wide: two 1024-px coding tiles, three 512-px ones
     "perceptual_level4": ("leaf", ["--level", "4", "--tune", "perceptual"]),
 }
 
@@ -42,7 +45,9 @@ def main() -> None:
     for name, (source, args) in CASES.items():
         leaf, png = HERE / f"{name}.leaf", HERE / f"{name}.png"
         run = [sys.executable, "-m", "helpers"]
-        subprocess.run([*run, "compress", HERE / f"source_{source}.png", "-o", leaf, *args, "--force"], check=True)
+        subprocess.run(
+            [*run, "compress", HERE / f"source_{source}.png", "-o", leaf, *args, "--force"], check=True
+        )
         subprocess.run([*run, "decompress", leaf, "-o", png, "--force"], check=True)
         print(name, leaf.stat().st_size, "bytes")
 
