@@ -77,7 +77,7 @@ format: venv
 # Offline: would the Colab set-up (helpers/colab.py) install on Colab's Python 3.12 and 3.13 runtimes without
 # replacing what Colab ships? Resolved against ../shared/colab's package lists and data/colab_wheels.json.
 colab-check: venv
-	$(PY) -m helpers.colab_check
+	$(PY) -m helpers colab-check
 
 test: setup data lint numpy2-env
 	$(PY) -m pytest -q

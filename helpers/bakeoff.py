@@ -1,10 +1,10 @@
 """Codec v2 bake-off (issue 9): train every candidate of ``helpers.candidates`` from scratch on the same data for
 the same number of steps, then measure each with real rANS bytes on validation images against AVIF 4:4:4 speed 4.
 
-    python -m helpers.bakeoff train [--steps N] [--only NAME ...]   # resumable, one run folder per candidate
-    python -m helpers.bakeoff points [--warm] [--set photos]        # real files of validation images
-    python -m helpers.bakeoff summary [--large]                     # -> outputs/tables/bakeoff.{csv,md}
-    python -m helpers.bakeoff ceiling [--warm] [--only NAME ...]    # PSNR of the transforms unquantised
+    python -m helpers bakeoff train [--steps N] [--only NAME ...]   # resumable, one run folder per candidate
+    python -m helpers bakeoff points [--warm] [--set photos]        # real files of validation images
+    python -m helpers bakeoff summary [--large]                     # -> outputs/tables/bakeoff.{csv,md}
+    python -m helpers bakeoff ceiling [--warm] [--only NAME ...]    # PSNR of the transforms unquantised
 
 Bytes per file are the candidate's rANS streams plus the ``.leaf`` container's overhead (header, one length field
 per stream, checksum), so bpp is what a file of that candidate would weigh.
@@ -225,7 +225,7 @@ def trained_runs(names, warm: bool) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers.bakeoff")
+    p = argparse.ArgumentParser(prog="python -m helpers bakeoff")
     p.add_argument("what", choices=("train", "points", "summary", "ceiling"))
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
     p.add_argument("--steps", type=int, default=None)

@@ -1,9 +1,9 @@
 """Codec v3 training campaign (issue 19): one long run of the ``v3`` candidate, continued in every session.
 
-    python -m helpers.campaign train --minutes 120   # resume (or start) the run; stops cleanly at the deadline
-    python -m helpers.campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
-    python -m helpers.campaign curve                 # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
-    python -m helpers.campaign step-times            # the bare training step against the loop's, side by side
+    python -m helpers campaign train --minutes 120   # resume (or start) the run; stops cleanly at the deadline
+    python -m helpers campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
+    python -m helpers campaign curve                 # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
+    python -m helpers campaign step-times            # the bare training step against the loop's, side by side
 
 Where a session finds the run's resumable state (``last.pth.tar``, ignored by git) it resumes exactly. Where the
 machine was replaced and only the committed weights are left, the run continues from them at their step with a
@@ -146,7 +146,7 @@ def step_times(steps: int = 6) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers.campaign")
+    p = argparse.ArgumentParser(prog="python -m helpers campaign")
     p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times"))
     p.add_argument("--minutes", type=float, default=60.0, help="train: stop after this long (resumable)")
     args = p.parse_args(argv)

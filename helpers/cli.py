@@ -454,7 +454,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-large", action="store_true", help="skip the 12-megapixel image")
     s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
     s.set_defaults(func=_cmd_benchmark)
+    _add_study_commands(sub)
     return p
+
+
+# The study's own commands, each with its own options (``python -m helpers COMMAND --help``): one front door.
+STUDY_COMMANDS = {
+    "bakeoff": ("bakeoff", "train and measure the codec v2 candidates (train|points|summary|ceiling)"),
+    "campaign": ("campaign", "the codec v3 training campaign (train|export|curve|new-bits|step-times)"),
+    "perceptual": ("perceptual", "the perceptual objective's sweep, long fine-tune and export"),
+    "diagnose": ("diagnose", "the disease classifier of notebook 06 (train and measure)"),
+    "colab-check": ("colab_check", "the Colab set-up's install plan against Colab's package lists (offline)"),
+}
+
+
+def _run_study(command: str, argv: list[str]) -> int:
+    """A study command with its own parser: everything after its name is its own (``--help`` included)."""
+    import importlib
+
+    module = importlib.import_module(f".{STUDY_COMMANDS[command][0]}", __package__)
+    return module.main(argv) or 0
+
+
+def _cmd_study(args) -> int:
+    return _run_study(args.command, args.rest)
+
+
+def _add_study_commands(sub) -> None:
+    for name, (_, text) in STUDY_COMMANDS.items():
+        s = sub.add_parser(name, help=text, add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER, help="the command's own options (COMMAND --help)")
+        s.set_defaults(func=_cmd_study)
 
 
 def main(argv=None) -> int:
@@ -463,9 +493,11 @@ def main(argv=None) -> int:
     # CompressAI imports torch_geometric, which trips a torch.jit deprecation notice on every run: noise on
     # stderr, where a user should see only our one-line errors.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    study = argv[0] if argv and argv[0] in STUDY_COMMANDS else None
+    args = None if study else build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return _run_study(study, argv[1:]) if study else args.func(args)
     except LeafCodecError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2

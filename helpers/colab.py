@@ -8,7 +8,7 @@ one in a running kernel needs a restart), so it does not use requirements.txt. I
 ``requirements-colab-nodeps.txt`` with ``--no-deps``: CompressAI 1.2.8 declares numpy<2 but writes the same
 files with Colab's numpy 2; pip builds it from its sdist where it has no wheel (Python 3.13). pip runs under
 constraints that hold Colab's core packages at their versions, and the imports are checked in this kernel.
-``python -m helpers.colab_check`` checks the plan offline against Colab's published package lists."""
+``python -m helpers colab-check`` checks the plan offline against Colab's published package lists."""
 
 from __future__ import annotations
 

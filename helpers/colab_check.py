@@ -1,4 +1,4 @@
-"""Offline check of the Colab set-up (``helpers/colab.py``): ``python -m helpers.colab_check``.
+"""Offline check of the Colab set-up (``helpers/colab.py``): ``python -m helpers colab-check``.
 
 For each Colab GPU runtime whose package list Google publishes (``pip-freeze.gpu.py3XX.txt`` and
 ``os-info-gpu.py3XX.txt`` in ``../shared/colab`` beside the repository), every requirement the set-up installs
@@ -147,7 +147,7 @@ def _install(rt: Runtime, index: dict, req: Requirement, no_deps: bool, after: d
         return None, ["Colab lacks it: pin one version (==) to install"], []
     entry = index.get(name, {}).get(version)
     if entry is None:
-        return None, [f"not in {INDEX.name} (python -m helpers.colab_check --refresh-index)"], []
+        return None, [f"not in {INDEX.name} (python -m helpers colab-check --refresh-index)"], []
     if not _meets(SpecifierSet(entry["requires_python"] or ""), str(rt.python)):
         return None, [f"requires Python {entry['requires_python']}"], []
     wheel = next((t for t in entry["wheels"] if t in rt.tags), None)
@@ -281,14 +281,14 @@ def refresh_index(colab_dir: Path = COLAB_DIR, out: Path = INDEX) -> Path:
                 packages.setdefault(name, {})[version] = _entry(name, version, name in no_deps)
     note = ("Wheel tags (linux x86_64 and pure), sdist, Requires-Python, Requires-Dist (and build-system requires "
             "of --no-deps sdists) of the pins Colab lacks, from PyPI. Regenerate (network): "
-            "python -m helpers.colab_check --refresh-index")  # fmt: skip
+            "python -m helpers colab-check --refresh-index")  # fmt: skip
     doc = {"note": note, "packages": {k: dict(sorted(v.items())) for k, v in sorted(packages.items())}}
     Path(out).write_text(json.dumps(doc, indent=1) + "\n")
     return Path(out)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m helpers.colab_check", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m helpers colab-check", description=__doc__.split("\n\n")[0])
     ap.add_argument("-r", "--requirements", default=PLAN[0], help="installed with dependencies")
     ap.add_argument(
         "--no-deps", default=None, help=f"installed with --no-deps (default with no -r: {PLAN[1].name})"

@@ -20,7 +20,7 @@ train/val/test for every other class and splits the held-out crop by the same gr
 stay in one split), so the classifier's test split is the codec's test split plus the Potato leaves that hash
 to "test", and results can be read per part (``part``: "pepper+tomato" or "potato").
 
-    nice -n 19 python -m helpers.diagnose train    # features (resumable, cached) -> head -> checkpoint + card
+    nice -n 19 python -m helpers diagnose train    # features (resumable, cached) -> head -> checkpoint + card
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class Classifier:
     @classmethod
     def load(cls, path: Path = CLASSIFIER) -> Classifier:
         if not Path(path).is_file():
-            raise LeafCodecError(f"no classifier at {path} (train one: python -m helpers.diagnose train)")
+            raise LeafCodecError(f"no classifier at {path} (train one: python -m helpers diagnose train)")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("features") != FEATURES:
             raise LeafCodecError(f"{path} was trained on other features ({state.get('features')!r})")
@@ -214,7 +214,7 @@ def scores(y_true, y_pred, n_classes: int) -> dict:
     return {"accuracy": 100 * tp.sum() / m.sum(), "macro_f1": 100 * f1[present].mean()}
 
 
-# ----- training (python -m helpers.diagnose train) -------------------------------------------------------------
+# ----- training (python -m helpers diagnose train) -------------------------------------------------------------
 def cached_features(records: Sequence[data.Record], root: Path, degraded: bool = False, cache: Path = FEATURE_CACHE,
                     chunk: int = 512, log=print) -> np.ndarray:  # fmt: skip
     """Features of the images (``degraded``: of ``degrade(image, its index)``), computed in chunks saved under
@@ -300,7 +300,7 @@ def write_card(clf: Classifier, card: Path = CLASSIFIER_CARD, checkpoint: Path =
     )
     text = f"""# Disease classifier (notebook 06, issue 12)
 
-`{checkpoint.name}` ({checkpoint.stat().st_size / 1024:.0f} KiB), written by `python -m helpers.diagnose train`.
+`{checkpoint.name}` ({checkpoint.stat().st_size / 1024:.0f} KiB), written by `python -m helpers diagnose train`.
 
 * **Task.** The {len(clf.classes)} PlantVillage classes of pepper, potato and tomato leaves, to measure how
   much a codec's decoded image still supports a diagnosis (notebook 06). Not a plant-health tool: these are
@@ -512,7 +512,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], title: str = ""
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m helpers.diagnose", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers diagnose", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["train"])
     parser.add_argument("--out", type=Path, default=CLASSIFIER)
     parser.add_argument("--card", type=Path, default=CLASSIFIER_CARD)

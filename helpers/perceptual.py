@@ -2,11 +2,11 @@
 the distortion, choose the weights on validation leaves with real files, and ship the winner as the second
 checkpoint (``paths.PERCEPTUAL_CHECKPOINT``).
 
-    python -m helpers.perceptual sweep [--steps N] [--only NAME ...]  # short fine-tunes, one run folder each
-    python -m helpers.perceptual points                               # real files on validation leaves
-    python -m helpers.perceptual choose                               # -> outputs/tables/perceptual_sweep.md
-    python -m helpers.perceptual final NAME [--steps N]               # the long fine-tune, then export
-    python -m helpers.perceptual long                                 # the shipped one on validation leaves
+    python -m helpers perceptual sweep [--steps N] [--only NAME ...]  # short fine-tunes, one run folder each
+    python -m helpers perceptual points                               # real files on validation leaves
+    python -m helpers perceptual choose                               # -> outputs/tables/perceptual_sweep.md
+    python -m helpers perceptual final NAME [--steps N]               # the long fine-tune, then export
+    python -m helpers perceptual long                                 # the shipped one on validation leaves
 
 Every run starts from the shipped MSE checkpoint, keeps its architecture and quality levels, and trains on the same
 PlantVillage training split as the MSE model (no photos); only the objective differs, so any difference is the
@@ -168,7 +168,7 @@ model, the one to use when pixel values matter (measurement, archiving, PSNR).
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m helpers.perceptual")
+    p = argparse.ArgumentParser(prog="python -m helpers perceptual")
     p.add_argument("what", choices=("sweep", "points", "choose", "final", "long"))
     p.add_argument("name", nargs="?", help="final: the sweep entry to train long and ship")
     p.add_argument("--only", nargs="+", choices=list(SWEEP), default=list(SWEEP))

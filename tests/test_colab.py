@@ -1,5 +1,5 @@
 """The Colab set-up (issue 20): installs only what Colab lacks, never replaces Colab's core packages, and the
-offline check (``python -m helpers.colab_check``) passes for it on Colab's Python 3.12 and 3.13 runtimes and
+offline check (``python -m helpers colab-check``) passes for it on Colab's Python 3.12 and 3.13 runtimes and
 fails for requirements.txt. No network: Colab's published package lists come from ``../shared/colab`` beside
 the repository, PyPI's files from the committed ``data/colab_wheels.json``."""
 
