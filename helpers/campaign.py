@@ -99,11 +99,12 @@ def curve_row(n_leaves: int = 12) -> dict:
 
 
 def new_channel_bits(n_leaves: int = 4) -> pd.DataFrame:
-    """Estimated bpp per level carried by the widened latent channels (beyond the shipped model's 128): the
-    check that the new channels woke up."""
+    """Estimated bpp per level carried by the latent channels beyond the shipped model's M (128): the check
+    that the widened channels woke up."""
     from .bakeoff import _to_tensor, load_candidate, validation_images
 
     model, _ = load_candidate(NAME)
+    old_m = load_checkpoint(paths.SHIPPED_CHECKPOINT)["config"]["M"]
     imgs = validation_images(n_leaves)["leaves"]
     rows = []
     with torch.no_grad():
@@ -113,7 +114,7 @@ def new_channel_bits(n_leaves: int = 4) -> pd.DataFrame:
                 x = _to_tensor(img)
                 lik = model.latent_codec(model.gain(model.g_a(x), level))["likelihoods"]["y"]
                 per_channel = -torch.log2(lik).sum((0, 2, 3))
-                bits += [per_channel[:128].sum().item(), per_channel[128:].sum().item()]
+                bits += [per_channel[:old_m].sum().item(), per_channel[old_m:].sum().item()]
             px = len(imgs) * imgs[0].shape[0] * imgs[0].shape[1]
             rows.append({"level": level + 1, "old_bpp": bits[0] / px, "new_bpp": bits[1] / px})
     return pd.DataFrame(rows)

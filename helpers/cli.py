@@ -476,15 +476,10 @@ def _run_study(command: str, argv: list[str]) -> int:
     return module.main(argv) or 0
 
 
-def _cmd_study(args) -> int:
-    return _run_study(args.command, args.rest)
-
-
 def _add_study_commands(sub) -> None:
+    """Listed by ``--help`` only: main() hands everything after a study command's name to its own parser."""
     for name, (_, text) in STUDY_COMMANDS.items():
-        s = sub.add_parser(name, help=text, add_help=False)
-        s.add_argument("rest", nargs=argparse.REMAINDER, help="the command's own options (COMMAND --help)")
-        s.set_defaults(func=_cmd_study)
+        sub.add_parser(name, help=text, add_help=False)
 
 
 def main(argv=None) -> int:

@@ -332,7 +332,7 @@ def _pass_seconds(model: nn.Module, x: torch.Tensor, level: torch.Tensor, dtype)
     t0 = time.perf_counter()
     with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
         out = model(x, level)
-    bpp = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
+    bpp = estimated_bpp(out["likelihoods"], x.shape[2] * x.shape[3]).sum()
     (bpp + out["x_hat"].float().square().sum()).backward()
     model.zero_grad(set_to_none=True)
     return time.perf_counter() - t0
@@ -566,6 +566,8 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None 
     bar = tqdm(total=end, initial=st.step, desc="train", disable=not progress or rank != 0, mininterval=5)
     net.train()
     while st.step < end:
+        if deadline is not None and time.time() >= deadline:
+            end = log.end = st.step + 1  # a session's time is up: this step is the last, logged and saved
         row = log.add(st.step + 1, train_step(st, net, loss_fn, sampler))
         bar.update(1)
         if row is not None:
@@ -573,8 +575,6 @@ def train(run_dir: Path, cfg: TrainConfig | None = None, overrides: dict | None 
         if rank == 0 and (st.step % cfg.val_every == 0 or st.step == end):
             for vrow in validate(st.model, val_arr, device):
                 append_csv(run_dir / "val_log.csv", {"step": st.step, **vrow})
-        if deadline is not None and time.time() >= deadline:
-            end = st.step  # a session's time is up: stop here, resumable
         if st.step % cfg.checkpoint_every == 0 or st.step == end:
             save_state(st, run_dir / "last.pth.tar", world, rank)
     bar.close()
