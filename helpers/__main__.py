@@ -1,3 +1,3 @@
-from .cli import main
+from helpers.commands import main
 
 raise SystemExit(main())

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def leaf_paths(n: int) -> list[Path]:
     """``n`` test-split leaves spread over the classes; skips the test when PlantVillage is not there."""
-    from helpers.data import read_manifest, split_paths
+    from helpers.data.dataset import read_manifest, split_paths
 
     root = paths.data_dir()
     if not root.is_dir():
@@ -47,7 +47,7 @@ def synthetic_leaf(seed: int = 0, size: int = 256) -> np.ndarray:
 
 def leaves(n: int, real: bool = False) -> list[np.ndarray]:
     """``n`` test-split leaves; without PlantVillage, synthetic ones unless ``real`` (then the test skips)."""
-    from helpers.imageio import read_image
+    from helpers.codec.imageio import read_image
 
     if not real and not paths.data_dir().is_dir():
         return [synthetic_leaf(i) for i in range(n)]

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from helpers import paths
-from helpers.baselines import AVIF_VARIANTS, classical_codecs
-from helpers.errors import LeafCodecError
-from helpers.evaluate import CSV_COLUMNS, evaluate
-from helpers.metrics import psnr
+from helpers.codec.errors import LeafCodecError
+from helpers.study.baselines import AVIF_VARIANTS, classical_codecs
+from helpers.study.evaluate import CSV_COLUMNS, evaluate
+from helpers.study.metrics import psnr
 
 # The first bytes of each standard file (AVIF: an ISO-BMFF 'ftyp' box of brand 'avif' after its size).
 MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "jpeg2000": (0, b"\xff\x4f\xff\x51"), "webp": (8, b"WEBP"),
@@ -36,7 +36,7 @@ def _real_image():
     root = paths.data_dir()
     if not root.is_dir():
         pytest.skip(f"no PlantVillage at {root}: set DATA_DIR to run the real-image tests")
-    from helpers.data import read_image
+    from helpers.data.dataset import read_image
 
     first_class = sorted(d for d in root.iterdir() if d.is_dir())[0]
     return read_image(sorted(first_class.glob("*.[jJ][pP][gG]"))[0])

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from helpers.candidates import Candidate, widen_state
-from helpers.errors import CheckpointError
-from helpers.train import fine_tune_state
+from helpers.codec.errors import CheckpointError
+from helpers.training.candidates import candidate, widen_state
+from helpers.training.engine import fine_tune_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LAMBDAS = (0.001, 0.01, 0.1)
@@ -15,12 +15,12 @@ LAMBDAS = (0.001, 0.01, 0.1)
 def narrow_and_wide():
     """A 'base' candidate with every weight perturbed (so no cross term is zero by chance), widened into 'wide'."""
     torch.manual_seed(0)
-    narrow = Candidate("base", LAMBDAS).eval()
+    narrow = candidate("base", LAMBDAS).eval()
     with torch.no_grad():
         for p in narrow.parameters():
             p.add_(0.05 * torch.randn_like(p))
     narrow.update()  # built rANS tables: their shapes are the narrow model's
-    wide = Candidate("wide", LAMBDAS).eval()
+    wide = candidate("wide", LAMBDAS).eval()
     wide.load_state_dict(widen_state(narrow.state_dict(), wide))
     return narrow, wide
 
@@ -85,7 +85,7 @@ def test_widened_latents_round_to_nonzero_so_their_synthesis_weights_learn(narro
 
 
 def test_v3_hyper_synthesis_is_bounded_in_width():
-    model = Candidate("v3", LAMBDAS)
+    model = candidate("v3", LAMBDAS)
     widths = [
         m.out_channels
         for m in model.latent_codec.hyper.h_s

@@ -13,10 +13,10 @@ import pytest
 from codec_samples import synthetic_leaf, tmp_leftovers
 from PIL import Image, features
 
-from helpers.cli import main
-from helpers.codec import LeafCodec
-from helpers.errors import CodecError, DataError, ResourceError
-from helpers.imageio import COLOUR_GRAY_ALPHA_DROPPED, check_pixels, load_image
+from helpers.codec.errors import CodecError, DataError, ResourceError
+from helpers.codec.imageio import COLOUR_GRAY_ALPHA_DROPPED, check_pixels, load_image
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.commands import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -80,7 +80,7 @@ def test_metrics_of_tiny_images_say_lpips_is_not_defined(tmp_path, capsys, size)
 
 
 def test_lpips_of_tiny_images_is_a_clean_error_in_the_library():
-    from helpers import metrics
+    from helpers.study import metrics
 
     a, b = synthetic_leaf(0, 16), synthetic_leaf(1, 16)
     assert np.isnan(metrics.compare_images(a, b)["lpips"])

@@ -19,13 +19,15 @@ import torch
 from codec_samples import ROOT, assert_one_line_error, leaves, psnr, run_cli, tmp_leftovers
 from PIL import Image
 
-from helpers import fileio, paths
-from helpers.checkpoints import weights_hash
-from helpers.cli import main
-from helpers.codec import LeafCodec, parse, read_bitstream
-from helpers.errors import CheckpointError, CodecError, DataError
-from helpers.imageio import COLOUR_ALPHA_DROPPED, COLOUR_GRAY, COLOUR_NAMES, COLOUR_RGB
-from helpers.imageio import load_image as load_input_image
+from helpers import paths
+from helpers.codec import fileio
+from helpers.codec.checkpoints import weights_hash
+from helpers.codec.container import parse
+from helpers.codec.errors import CheckpointError, CodecError, DataError
+from helpers.codec.imageio import COLOUR_ALPHA_DROPPED, COLOUR_GRAY, COLOUR_NAMES, COLOUR_RGB
+from helpers.codec.imageio import load_image as load_input_image
+from helpers.codec.leaf_codec import LeafCodec, read_bitstream
+from helpers.commands import main
 
 # Every level of the shipped checkpoint must be at least as good as the one below it.
 PSNR_TOLERANCE_DB = 0.0
@@ -189,8 +191,8 @@ import numpy as np
 import torch
 n = int(sys.argv[1])
 torch.set_num_threads(n)
-from helpers.codec import LeafCodec
-from helpers.imageio import read_image
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.codec.imageio import read_image
 md5 = lambda b: hashlib.md5(b).hexdigest()
 pt, ort = LeafCodec(), LeafCodec(backend="onnx")
 out = {"threads": torch.get_num_threads()}
@@ -214,7 +216,7 @@ def test_encode_and_decode_do_not_depend_on_the_thread_count(tmp_path):
     """Fresh interpreters with 1 and 2 threads (OpenMP/MKL and torch) must write the same bytes and decode the
     same pixels, with both backends, on repeated runs, also for an image of several tiles (coded by one tile
     worker at 1 thread, two at 2). (oneDNN's float32 convolutions are thread-count dependent; every tile runs
-    at one intra-op thread, see helpers.tiling.)"""
+    at one intra-op thread, see helpers.codec.tiling.)"""
     images = []
     for i, rgb in enumerate(leaves(2)):
         images.append(str(tmp_path / f"leaf{i}.png"))
@@ -452,7 +454,7 @@ def test_cli_batch_errors_never_share_a_line_with_the_progress_bar(tmp_path, lea
 @pytest.fixture
 def perceptual_tune(tmp_path, shipped, monkeypatch):
     """A stand-in perceptual checkpoint (other weights, the perceptual model's name) installed as the tune."""
-    from helpers import checkpoints
+    from helpers.codec import checkpoints
 
     path = _retrained(shipped, tmp_path)
     ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -485,7 +487,7 @@ def test_tune_perceptual_writes_its_model_and_decoding_finds_it(
 
 
 def test_tune_errors_are_one_line(tmp_path, leaf_files, perceptual_tune, capsys, monkeypatch):
-    from helpers import checkpoints
+    from helpers.codec import checkpoints
 
     _, (a, _), _ = leaf_files
     _main_error(capsys, ["compress", a, "-o", tmp_path / "x.leaf", "--tune", "perceptual", "--checkpoint",

@@ -13,9 +13,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from helpers import colab, colab_check
-from helpers.colab_check import Runtime, check, read_requirements
-from helpers.errors import LeafCodecError
+from helpers.codec.errors import LeafCodecError
+from helpers.study import colab, colab_check
+from helpers.study.colab_check import Runtime, check, read_requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_COLAB = ROOT.parent / "shared" / "colab"

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, paths
-from helpers.errors import DataError
+from helpers import paths
+from helpers.codec.errors import DataError
+from helpers.data import dataset as data
 
 DATA_DIR = os.environ.get("DATA_DIR")
 needs_data = pytest.mark.skipif(
@@ -196,7 +197,7 @@ def test_loader_on_real_data():
 @needs_data
 @pytest.mark.slow
 def test_preprocess_notebook_smoke(tmp_path):
-    from helpers.notebooks import run_notebook
+    from helpers.study.notebooks import run_notebook
 
     out = run_notebook("01_preprocess", profile="smoke", out_dir=tmp_path, data_dir=DATA_DIR)
     import nbformat

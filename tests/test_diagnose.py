@@ -1,4 +1,4 @@
-"""The disease classifier of notebook 06 (helpers/diagnose.py): split, scores, head, checkpoint, decoded loop."""
+"""The disease classifier of notebook 06 (helpers/study/diagnosis.py): split, scores, head, checkpoint, decoded loop."""
 
 import io
 import os
@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import data, diagnose, paths
-from helpers.baselines import Codec
-from helpers.errors import LeafCodecError
+from helpers import paths
+from helpers.codec.errors import LeafCodecError
+from helpers.data import dataset as data
+from helpers.study import diagnosis as diagnose
+from helpers.study.baselines import Codec
 
 DATA_DIR = os.environ.get("DATA_DIR")
 needs_data = pytest.mark.skipif(

@@ -9,9 +9,9 @@ import pytest
 from codec_samples import synthetic_leaf
 from PIL import Image
 
-from helpers import evaluate
-from helpers.baselines import Codec
-from helpers.errors import CodecError, DataError
+from helpers.codec.errors import CodecError, DataError
+from helpers.study import evaluate
+from helpers.study.baselines import Codec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -144,7 +144,7 @@ def test_evaluate_rejects_a_codec_that_decodes_the_wrong_size():
 
 @pytest.fixture(scope="module")
 def leaf_codec():
-    from helpers.codec import LeafCodec
+    from helpers.codec.leaf_codec import LeafCodec
 
     return LeafCodec()
 
@@ -156,7 +156,7 @@ def test_evaluate_ours_uses_the_codec_itself(leaf_codec):
     assert list(df.setting) == leaf_codec.levels and (df.codec == "ours").all()
     data = leaf_codec.encode(img, leaf_codec.levels[0])
     assert df.bytes[0] == len(data) and df.bpp[0] == pytest.approx(8 * len(data) / 64**2)
-    from helpers.metrics import psnr
+    from helpers.study.metrics import psnr
 
     assert df.psnr[0] == pytest.approx(psnr(img, leaf_codec.decode(data)))
     assert df.bytes.is_monotonic_increasing and df.psnr.is_monotonic_increasing
@@ -164,7 +164,7 @@ def test_evaluate_ours_uses_the_codec_itself(leaf_codec):
 
 
 def test_command_line_writes_the_bytes_evaluate_measures(leaf_codec, tmp_path):
-    from helpers.cli import main
+    from helpers.commands import main
 
     img = synthetic_leaf(2, size=48)
     Image.fromarray(img).save(tmp_path / "leaf.png")

@@ -1,4 +1,4 @@
-"""TorchScript/ONNX export of the four transforms and the ONNX Runtime decoder backend (helpers/export.py)."""
+"""TorchScript/ONNX export of the four transforms and the ONNX Runtime decoder backend (helpers/study/export.py, helpers/codec/onnx_runtime.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 from codec_samples import leaves
 from torch import nn
 
-from helpers import export
-from helpers.checkpoints import load_model
-from helpers.codec import LeafCodec
-from helpers.model import single_thread
+from helpers.codec.checkpoints import load_model
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.codec.models import single_thread
+from helpers.study import export
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +48,14 @@ def test_onnx_files_are_valid_with_dynamic_sizes(exported, shipped):
 
 
 def test_export_exports_the_models_own_modules(shipped):
-    """No re-implementation: export.py defines no module of its own and hands out the model's modules."""
+    """No re-implementation: neither the export nor the ONNX runtime defines a module of its own; they hand out
+    the model's modules."""
+    from helpers.codec import onnx_runtime
+
     model, _ = shipped
-    classes = [v for v in vars(export).values() if isinstance(v, type) and v.__module__ == export.__name__]
-    assert not [c for c in classes if issubclass(c, nn.Module)]
+    for mod in (export, onnx_runtime):
+        classes = [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == mod.__name__]
+        assert not [c for c in classes if issubclass(c, nn.Module)]
     mods = export.export_modules(model)
     assert mods["g_a"] is model.g_a and mods["h_a"] is model.h_a and mods["g_s"] is model.g_s
     assert mods["h_s"] is model.h_s64 and next(mods["h_s"].parameters()).dtype == torch.float64
@@ -64,7 +68,7 @@ def test_onnx_runs_at_other_sizes(exported, shipped, height, width):
         inputs = export.example_inputs(model, part, height, width)
         with torch.no_grad(), single_thread():
             expected = export.export_modules(model)[part](*inputs)
-        sess = export._session(str(exported / f"{part}.onnx"))
+        sess = export.session(str(exported / f"{part}.onnx"))
         out = sess.run(None, {n: t.numpy() for n, t in zip(export.INPUT_NAMES[part], inputs)})[0]
         assert out.shape == tuple(expected.shape)
         assert np.abs(out - expected.numpy()).max() < 1e-3, part

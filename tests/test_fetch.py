@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import data, fetch
-from helpers.errors import DataError
+from helpers.codec.errors import DataError
+from helpers.data import dataset as data
+from helpers.data import fetch
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -111,7 +112,7 @@ def test_missing_git_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_cli_fetch(repo_url, tmp_path, capsys):
-    from helpers.cli import main
+    from helpers.commands import main
 
     dest = tmp_path / "pv"
     assert (

@@ -1,4 +1,4 @@
-"""The one atomic writer (helpers/fileio.py) and the output-path cases of issue 13: symlinks planted at the
+"""The one atomic writer (helpers/codec/fileio.py) and the output-path cases of issue 13: symlinks planted at the
 temporary's name, two runs racing for one output, --force on devices and FIFOs, temporaries of killed runs."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from codec_samples import ROOT, run_cli, synthetic_leaf, tmp_leftovers
 from PIL import Image
 
-from helpers import fileio
-from helpers.errors import DataError
-from helpers.fileio import atomic_write, leftover_temporaries
+from helpers.codec import fileio
+from helpers.codec.errors import DataError
+from helpers.codec.fileio import atomic_write, leftover_temporaries
 
 
 def test_writes_bytes_and_streams_and_refuses_to_overwrite(tmp_path):
@@ -102,7 +102,7 @@ def test_cli_refuses_a_fifo_output_even_with_force(tmp_path):
 _KILL_SCRIPT = textwrap.dedent("""
     import signal, sys, time
     from pathlib import Path
-    from helpers.fileio import atomic_write
+    from helpers.codec.fileio import atomic_write
 
     # Ctrl-C as in a foreground process, even when the tests were started in the background, whose children
     # inherit an ignored SIGINT (POSIX shells without job control).

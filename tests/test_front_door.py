@@ -3,7 +3,7 @@
 import pytest
 from codec_samples import run_cli
 
-from helpers.cli import STUDY_COMMANDS
+from helpers.commands import STUDY_COMMANDS
 
 COMMANDS = ["manifest", "train", "compress", "decompress", "info", "export-checkpoint", "fetch", "run-notebooks",
             "metrics", "benchmark", *STUDY_COMMANDS]  # fmt: skip

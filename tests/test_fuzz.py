@@ -28,9 +28,11 @@ import numpy as np
 import pytest
 from codec_samples import leaves, tmp_leftovers
 
-from helpers.codec import FORMAT_VERSION, LATENT_LIMIT, MAGIC, LeafCodec, pack, parse
-from helpers.errors import CodecError, ResourceError
-from helpers.model import STRIDE
+from helpers.codec.container import FORMAT_VERSION, MAGIC, pack, parse
+from helpers.codec.errors import CodecError, ResourceError
+from helpers.codec.latent_coding import LATENT_LIMIT
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.codec.models import STRIDE
 
 SEED = 20240611
 CASE_SECONDS = 10.0  # a case taking longer fails the test
@@ -341,7 +343,7 @@ def test_a_stream_that_decodes_to_huge_values_is_refused_quickly(codec, small_fi
         codec, mutated, tmp_path
     )
 
-    _, indexes = model.entropy_parameters(model.hyper_synthesis(z_hat))
+    _, indexes = model.tile_codec.parameters(model.hyper_synthesis(z_hat))
     symbols = model.gaussian_conditional.decompress([y], indexes).int()
     symbols.view(-1)[-1] = -2 * LATENT_LIMIT
     y = model.gaussian_conditional.compress(symbols.float(), indexes)[0]

@@ -1,4 +1,4 @@
-"""The one image reader (helpers/imageio.py) that compress, metrics and data loading share: the reader cases of
+"""The one image reader (helpers/codec/imageio.py) that compress, metrics and data loading share: the reader cases of
 issue 13 (16-bit, 32-bit integer and float TIFFs, grey+alpha, decompression bombs, damaged EXIF)."""
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import pytest
 from codec_samples import run_cli, synthetic_leaf
 from PIL import Image
 
-from helpers import data
-from helpers.cli import main
-from helpers.codec import parse
-from helpers.errors import DataError, ResourceError
-from helpers.imageio import (
+from helpers.codec.container import parse
+from helpers.codec.errors import DataError, ResourceError
+from helpers.codec.imageio import (
     COLOUR_GRAY,
     COLOUR_GRAY_ALPHA_DROPPED,
     COLOUR_NAMES,
@@ -24,6 +22,8 @@ from helpers.imageio import (
     load_image,
     read_image,
 )
+from helpers.commands import main
+from helpers.data import dataset as data
 
 
 def _chunk(tag: bytes, body: bytes) -> bytes:

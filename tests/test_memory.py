@@ -16,19 +16,20 @@ import pytest
 from codec_samples import ROOT, leaves, psnr
 from PIL import Image
 
-from helpers import budget, tiling
-from helpers.codec import LeafCodec, pack, parse
+from helpers.codec import budget, tiling
+from helpers.codec.container import pack, parse
+from helpers.codec.leaf_codec import LeafCodec
 
 MB = 2**20
 
 # Runs ``python -m helpers ARGS`` with the address space capped at what the imports mapped plus argv[1] bytes.
 _CAPPED_CLI = textwrap.dedent("""
     import resource, sys, warnings
-    warnings.filterwarnings("ignore", category=FutureWarning)  # as helpers.cli.main does, before the imports
-    import helpers.cli, helpers.codec  # PyTorch and CompressAI mapped before the cap
+    warnings.filterwarnings("ignore", category=FutureWarning)  # as helpers.commands.main does, before the imports
+    import helpers.commands, helpers.codec.leaf_codec  # PyTorch and CompressAI mapped before the cap
     vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]), resource.RLIM_INFINITY))
-    sys.exit(helpers.cli.main(sys.argv[2:]))
+    sys.exit(helpers.commands.main(sys.argv[2:]))
 """)
 
 
@@ -69,7 +70,7 @@ def test_a_failed_allocation_is_one_line_and_the_batch_goes_on(codec, tmp_path):
 
 
 def test_an_encoding_that_runs_out_of_memory_is_one_line(codec, tmp_path, monkeypatch, capsys):
-    from helpers.cli import main
+    from helpers.commands import main
 
     def no_memory(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
@@ -106,7 +107,7 @@ def test_forged_sizes_are_refused_before_allocating(codec, tmp_path):
 
 
 def test_the_budget_is_the_users_to_set(codec, tmp_path, capsys):
-    from helpers.cli import main
+    from helpers.commands import main
 
     small = codec.encode(leaves(1)[0][:64, :64].copy(), 2)
     (tmp_path / "big.leaf").write_bytes(forged(codec, small, 8000, 8000))
@@ -149,10 +150,10 @@ def test_the_estimate_grows_with_the_image_not_with_the_tile_count():
 # ----- camera-sized photos (slow) -------------------------------------------------------------------------------
 _MEASURE = textwrap.dedent("""
     import json, sys
-    from helpers.cli import main
+    from helpers.commands import main
     def status(field):
         return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) * 1024
-    import helpers.codec, torch
+    import helpers.codec.leaf_codec, torch
     base = status("VmRSS")
     code = main(sys.argv[1:])
     print(json.dumps({"code": code, "base": base, "peak": status("VmHWM")}))

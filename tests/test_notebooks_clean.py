@@ -32,7 +32,7 @@ def test_notebook_is_clean(path):
     )
 
 
-# Profiles differ only in helpers.notebooks.PROFILES.
+# Profiles differ only in helpers.study.notebooks.PROFILES.
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_does_not_branch_on_the_profile_name(path):
     nb = nbformat.read(path, as_version=4)
@@ -46,8 +46,8 @@ def test_notebook_does_not_branch_on_the_profile_name(path):
 
 
 def test_profiles_share_their_keys_and_unknown_names_fail_clearly():
-    from helpers.errors import LeafCodecError
-    from helpers.notebooks import PROFILES, profile_settings, run_notebook
+    from helpers.codec.errors import LeafCodecError
+    from helpers.study.notebooks import PROFILES, profile_settings, run_notebook
 
     assert set(PROFILES) == {"smoke", "full"} and set(PROFILES["smoke"]) == set(PROFILES["full"])
     with pytest.raises(LeafCodecError, match="unknown profile 'quick'"):

@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import notebooks, paths
+from helpers import paths
+from helpers.study import notebooks
 
 DATA_DIR = os.environ.get("DATA_DIR")
 SMOKE = notebooks.PROFILES["smoke"]

@@ -1,4 +1,4 @@
-"""Rate targeting (helpers/rate.py, LeafCodec.encode_to_rate, compress --target-bpp / --max-bytes): fractional
+"""Rate targeting (helpers/codec/level_search.py, LeafCodec.encode_to_rate, compress --target-bpp / --max-bytes): fractional
 levels between the trained ones, recorded in the file, decoded by both backends (issue 9, item 4)."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pytest
 from codec_samples import leaves, psnr
 from PIL import Image
 
-from helpers import rate
-from helpers.cli import main
-from helpers.codec import LeafCodec, parse
-from helpers.errors import CodecError
+from helpers.codec import level_search as rate
+from helpers.codec.container import parse
+from helpers.codec.errors import CodecError
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.commands import main
 
 
 @pytest.fixture(scope="module")

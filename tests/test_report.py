@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-from helpers import paths, report
-from helpers.errors import LeafCodecError
+from helpers import paths
+from helpers.codec.errors import LeafCodecError
+from helpers.study import report
 
 
 def test_update_readme_replaces_only_the_results_block(tmp_path):
@@ -41,7 +42,7 @@ def _bd(codec_rows):
 
 @pytest.mark.skipif(not paths.SHIPPED_RUN.is_dir(), reason="needs the shipped run's logs")
 def test_model_card_from_the_checkpoint_logs_and_tables(tmp_path):
-    from helpers.codec import load_model
+    from helpers.codec.checkpoints import load_model
 
     _, meta = load_model()
     rd = pd.DataFrame({"codec": ["ours", "ours", "jpeg"], "setting": [1, 2, 10], "bpp": [0.1, 0.2, 0.4],
@@ -59,7 +60,7 @@ def test_model_card_from_the_checkpoint_logs_and_tables(tmp_path):
 
 
 def test_replace_rows_keeps_the_other_codecs_rows(tmp_path):
-    from helpers.tables import replace_rows
+    from helpers.study.tables import replace_rows
 
     path = tmp_path / "points.csv"
     first = pd.DataFrame({"codec": ["a", "a", "b"], "bpp": [0.1, 0.2, 0.3]})

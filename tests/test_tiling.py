@@ -1,4 +1,4 @@
-"""Tiled transforms (helpers/tiling.py): the fixed grids cover every latent once, the tiled analysis equals the
+"""Tiled transforms (helpers/codec/tiling.py): the fixed grids cover every latent once, the tiled analysis equals the
 whole-image one, the tiled synthesis differs from it by float rounding only, and decoded images show no seams
 along tile borders (issue 9, item 5)."""
 
@@ -10,9 +10,11 @@ import torch
 from codec_samples import leaves, psnr
 from PIL import Image
 
-from helpers import paths, tiling
-from helpers.codec import LeafCodec, parse
-from helpers.model import pad_to_stride, single_thread
+from helpers import paths
+from helpers.codec import tiling
+from helpers.codec.container import parse
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.codec.models import pad_to_stride, single_thread
 
 
 @pytest.fixture(scope="module")

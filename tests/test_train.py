@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import train
-from helpers.errors import CheckpointError
+from helpers.codec.errors import CheckpointError
+from helpers.training import engine as train
 
 DATA_DIR = os.environ.get("DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="needs DATA_DIR")
@@ -36,27 +36,27 @@ def test_atomic_save_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train.atomic_save({"step": 2}, path)
     monkeypatch.undo()
-    assert train.load_checkpoint(path)["step"] == 1
+    assert train.load_training_checkpoint(path)["step"] == 1
 
 
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        train.load_checkpoint(tmp_path / "missing.pth.tar")
+        train.load_training_checkpoint(tmp_path / "missing.pth.tar")
     (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
-        train.load_checkpoint(tmp_path / "junk.pth.tar")
+        train.load_training_checkpoint(tmp_path / "junk.pth.tar")
     torch.save({"weights": 1}, tmp_path / "other.pth.tar")
     with pytest.raises(CheckpointError, match="not a leaf-codec checkpoint"):
-        train.load_checkpoint(tmp_path / "other.pth.tar")
+        train.load_training_checkpoint(tmp_path / "other.pth.tar")
 
 
 @needs_data
 def test_resume_continues_exactly(tmp_path):
     straight = train.train(tmp_path / "a", None, TINY, data_root=DATA_DIR, progress=False)
     train.train(tmp_path / "b", None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
-    assert train.load_checkpoint(tmp_path / "b" / "last.pth.tar")["step"] == 2
+    assert train.load_training_checkpoint(tmp_path / "b" / "last.pth.tar")["step"] == 2
     resumed = train.train(tmp_path / "b", None, data_root=DATA_DIR, progress=False)
-    a, b = train.load_checkpoint(straight), train.load_checkpoint(resumed)
+    a, b = train.load_training_checkpoint(straight), train.load_training_checkpoint(resumed)
     assert a["step"] == b["step"] == 4
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
@@ -128,7 +128,9 @@ def test_retrain_reruns_every_stage_in_order(tmp_path):
         tmp_path / "again" / "base",
         tmp_path / "again" / "tuned",
     ]
-    assert [train.load_checkpoint(p / "last.pth.tar")["step"] for p in train.run_stages(last.parent)] == [
+    assert [
+        train.load_training_checkpoint(p / "last.pth.tar")["step"] for p in train.run_stages(last.parent)
+    ] == [
         1,
         1,
     ]
@@ -142,7 +144,7 @@ def test_fine_tuning_the_shipped_checkpoint_keeps_its_architecture(tmp_path):
     last = train.train(tmp_path / "ft", None, small, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
                        progress=False)  # fmt: skip
     shipped = torch.load(paths.SHIPPED_CHECKPOINT, weights_only=True)
-    config = train.load_checkpoint(last)["config"]
+    config = train.load_training_checkpoint(last)["config"]
     assert (config["N"], config["M"], list(config["lambdas"])) == tuple(
         shipped["config"][k] for k in ("N", "M", "lambdas")
     )
@@ -169,14 +171,14 @@ def test_distributed_data_parallel_on_gloo(tmp_path):
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "helpers", "train",
                            str(tmp_path / "ddp"), *sets], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    ckpt = train.load_checkpoint(tmp_path / "ddp" / "last.pth.tar")
+    ckpt = train.load_training_checkpoint(tmp_path / "ddp" / "last.pth.tar")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4 and len(ckpt["rng"]) == 2
 
 
 def test_lpips_weighs_in_the_distortion_at_each_level(one_torch_thread):
     """beta * LPIPS sits inside lambda's bracket, as in the paper's lambda_R * R + D: its weight scales with the
     level's lambda."""
-    from helpers.metrics import lpips_network
+    from helpers.study.metrics import lpips_network
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)
@@ -221,5 +223,5 @@ def test_cpu_precision_is_measured_and_leaves_the_weights_alone(one_torch_thread
 def test_a_deadline_stops_the_run_at_a_resumable_checkpoint(tmp_path):
     overrides = {**TINY, "steps": 50, "checkpoint_every": 100}
     ckpt = train.train(tmp_path, None, overrides, data_root=DATA_DIR, progress=False, deadline=0.0)
-    state = train.load_checkpoint(ckpt)
+    state = train.load_training_checkpoint(ckpt)
     assert state["step"] == 1  # one step, then the deadline (long past) stops it, with a checkpoint

@@ -9,10 +9,11 @@ import torch
 from codec_samples import leaves, synthetic_leaf
 from PIL import Image, ImageFilter
 
-from helpers import evaluate, visual
-from helpers.baselines import Codec
-from helpers.codec import LeafCodec, parse
-from helpers.metrics import edge_fidelity, hf_fidelity, sobel_magnitude
+from helpers.codec.container import parse
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.study import evaluate, visual_measures
+from helpers.study.baselines import Codec
+from helpers.study.metrics import edge_fidelity, hf_fidelity, sobel_magnitude
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,19 +83,19 @@ def test_match_bitrate_picks_the_nearest_rate_of_each_codec():
     codec = _sized_codec({"a": 8, "b": 16, "c": 40, "d": 64})  # 0.25, 0.5, 1.25, 2 bpp
     other = Codec("other", (1,), lambda img, s: bytes(32), codec.decode)  # 1 bpp
     ((_, _, coded),) = evaluate.coded_images([codec, other], [img], progress=False)
-    got = visual.match_bitrate(coded, 1.0)
+    got = visual_measures.match_bitrate(coded, 1.0)
     assert list(got) == ["fake", "other"]
     assert got["fake"].setting == "c" and got["fake"].bpp == 1.25 and len(got["fake"].data) == 40
-    assert visual.match_bitrate(coded, 0.3)["fake"].setting == "a"
+    assert visual_measures.match_bitrate(coded, 0.3)["fake"].setting == "a"
     # Out of reach within the tolerance: left out rather than compared at another rate.
-    assert visual.match_bitrate(coded, 0.1, tolerance=0.3) == {}
-    assert visual.match_bitrate(coded, 0.3, tolerance=0.3)["fake"].setting == "a"
-    assert list(visual.match_bitrate(coded, 2.2, tolerance=0.3)) == ["fake"]
+    assert visual_measures.match_bitrate(coded, 0.1, tolerance=0.3) == {}
+    assert visual_measures.match_bitrate(coded, 0.3, tolerance=0.3)["fake"].setting == "a"
+    assert list(visual_measures.match_bitrate(coded, 2.2, tolerance=0.3)) == ["fake"]
 
 
 def test_nearest_rate_is_measured_on_a_log_scale():
-    assert visual.nearest_rate([0.1, 0.35], 0.2) == 1  # x1.75 is nearer than /2
-    assert visual.nearest_rate([0.1, 0.4], 0.2) == 0  # /2 and x2 tie: the lower rate
+    assert visual_measures.nearest_rate([0.1, 0.35], 0.2) == 1  # x1.75 is nearer than /2
+    assert visual_measures.nearest_rate([0.1, 0.4], 0.2) == 0  # /2 and x2 tie: the lower rate
 
 
 def test_visual_sweep_rows_and_error_histogram(tmp_path):
@@ -102,7 +103,9 @@ def test_visual_sweep_rows_and_error_histogram(tmp_path):
     path = tmp_path / "leaf.png"
     Image.fromarray(img).save(path)
     codecs = [evaluate.learned_codec(_FakeLeaf()), *_quantisers()]
-    out = visual.visual_sweep([path], codecs, targets=(1.0,), tolerance=None, lpips=False, progress=False)
+    out = visual_measures.visual_sweep(
+        [path], codecs, targets=(1.0,), tolerance=None, lpips=False, progress=False
+    )
     assert len(out["per_setting"]) == sum(len(c.settings) for c in codecs)
     m = out["matched"]
     assert list(m.codec) == [c.name for c in codecs] and (m.target_bpp == 1.0).all()
@@ -131,7 +134,7 @@ def _quantisers():
 def test_leaf_mask_finds_the_synthetic_leaf():
     img = synthetic_leaf(4)
     grey = np.all(img.astype(int) - img.mean(-1, keepdims=True) < 12, -1)  # the background is grey
-    mask = visual.leaf_mask(img)
+    mask = visual_measures.leaf_mask(img)
     truth = ~grey
     iou = (mask & truth).sum() / (mask | truth).sum()
     assert iou > 0.85, iou
@@ -142,7 +145,7 @@ def test_pick_crop_lands_on_the_texture_inside_the_leaf():
     img = np.full((128, 128, 3), (130, 130, 125), np.uint8)  # grey background
     img[16:112, 16:112] = (50, 120, 40)  # a square 'leaf' whose outline is a strong edge
     img[60:84, 40:64] += rng.integers(0, 40, (24, 24, 3), dtype=np.uint8)  # a textured 'lesion'
-    r, c = visual.pick_crop(img, 32, visual.leaf_mask(img))
+    r, c = visual_measures.pick_crop(img, 32, visual_measures.leaf_mask(img))
     assert r <= 60 and r + 32 >= 84 and c <= 40 and c + 32 >= 64, (r, c)
 
 
@@ -156,7 +159,7 @@ def test_bits_map_adds_up_to_the_real_file(codec):
     img = leaves(1)[0][:256, :256]
     level = codec.default_level  # mid-range: the ~55-byte container is a few percent of the file
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div(255)
-    bits = codec.model.bits_map(x, level - 1)
+    bits = visual_measures.bits_map(codec.model, x, level - 1)
     assert bits.shape == (16, 16) and (bits > 0).all()
     data = codec.encode(img, level)
     header = parse(data)
@@ -164,10 +167,10 @@ def test_bits_map_adds_up_to_the_real_file(codec):
     # The two rANS streams carry the coder's final state and word padding on top of -log2 p.
     assert abs(float(bits.sum()) - streams) < 0.03 * streams, (float(bits.sum()), streams)
     assert abs(float(bits.sum()) - 8 * len(data)) < 0.05 * 8 * len(data)  # the container adds ~55 bytes
-    y_only = codec.model.bits_map(x, level - 1, include_z=False)
+    y_only = visual_measures.bits_map(codec.model, x, level - 1, include_z=False)
     assert abs(float(y_only.sum()) - 8 * header.y_len) < 0.03 * 8 * header.y_len
     # Per pixel, the same bits: 256x256 needs no padding.
-    per_pixel = visual.bit_allocation(codec, img, level)
+    per_pixel = visual_measures.bit_allocation(codec, img, level)
     assert per_pixel.shape == img.shape[:2] and np.isclose(per_pixel.sum(), float(bits.sum()))
 
 
@@ -176,5 +179,5 @@ def test_bit_share():
     bits[:2] = 3
     mask = np.zeros((4, 4), bool)
     mask[:2] = True
-    share = visual.bit_share(bits, mask)
+    share = visual_measures.bit_share(bits, mask)
     assert share == {"leaf_area": 0.5, "leaf_bits": 0.75, "bpp_leaf": 3.0, "bpp_background": 1.0}

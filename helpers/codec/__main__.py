@@ -1,0 +1,3 @@
+from helpers.codec.cli import main
+
+raise SystemExit(main())

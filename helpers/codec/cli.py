@@ -1,0 +1,349 @@
+"""The codec's command line: ``compress``, ``decompress`` and ``info`` (``python -m helpers <command>``, or the
+product alone: ``python -m helpers.codec <command>``). Errors a user can cause print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+from helpers.codec.errors import LeafCodecError, shown
+
+
+def _progress(items, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=len(items) < 2, mininterval=1)
+
+
+def _say(message: str, file=None) -> None:
+    """A whole line beside a progress bar (which shares the terminal): tqdm clears the bar, prints, redraws it."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=file or sys.stdout)
+
+
+def _batch_outputs(inputs, out, out_dir, suffix, verb):
+    """(source, destination) pairs for the single-file (-o) and batch (--out-dir) forms; no output may be an
+    input (``_refuse_inputs_as_outputs``)."""
+    if out and out_dir:
+        raise LeafCodecError("give either -o OUTPUT or --out-dir DIR, not both")
+    if out:
+        if len(inputs) != 1:
+            raise LeafCodecError(f"-o takes one input; use --out-dir DIR to {verb} several files")
+        pairs = [(Path(inputs[0]), _single_output(Path(inputs[0]), out, suffix))]
+    elif not out_dir:
+        raise LeafCodecError("missing output: give -o OUTPUT or --out-dir DIR")
+    else:
+        pairs = _folder_outputs(inputs, Path(out_dir), suffix)
+    _refuse_inputs_as_outputs(pairs)
+    return pairs
+
+
+def _single_output(src: Path, out: str, suffix: str) -> Path:
+    """``-o FILE``, or ``-o FOLDER/`` (a trailing slash means a folder, which must exist): FOLDER/<stem><suffix>."""
+    # pathlib drops the slash: lstat("file/") fails (not a folder), lstat("file") says what "file" is.
+    folder = Path(out)
+    if not out.endswith(("/", os.sep)):
+        return folder
+    if not os.path.lexists(folder):
+        raise LeafCodecError(f"no such folder: {shown(out)}")
+    if not folder.is_dir():
+        raise LeafCodecError(f"not a folder: {shown(out)}")
+    return folder / (src.stem + suffix)
+
+
+def _folder_outputs(inputs, out_dir: Path, suffix: str):
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeafCodecError(f"cannot create output folder {shown(out_dir)}: {exc.strerror or exc}") from None
+    pairs = [(Path(i), out_dir / (Path(i).stem + suffix)) for i in inputs]
+    dests = [d for _, d in pairs]
+    if len(set(dests)) != len(dests):
+        raise LeafCodecError("two inputs share a file name stem; their outputs would collide in --out-dir")
+    return pairs
+
+
+def _file_id(path: Path):
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_inputs_as_outputs(pairs) -> None:
+    """Writing over an input would lose it, --force or not: refuse an output that is any of the inputs (the same
+    file under any spelling of its path, a symbolic link to it or a hard link of it), before any work."""
+    inputs = {_file_id(src) for src, _ in pairs} - {None}
+    for _, dst in pairs:
+        if _file_id(dst) in inputs:
+            raise LeafCodecError(f"{shown(dst)} is an input; refusing to write over it (--force or not)")
+
+
+def _one_line(exc) -> str:
+    return "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+
+
+def _run_batch(pairs, work, desc) -> int:
+    """``work(src, dst)`` for every pair; a failure is one ``error:`` line and the batch goes on (status 2)."""
+    from helpers.codec.fileio import leftover_temporaries
+
+    failures = 0
+    for src, dst in _progress(pairs, desc):
+        for tmp in leftover_temporaries(dst):
+            _say(f"note: {shown(tmp)} was left by an interrupted run; delete it", sys.stderr)
+        notes = []
+        try:
+            _say(work(src, dst, notes))
+        except LeafCodecError as exc:
+            failures += 1
+            _say(f"error: {shown(src)}: {_one_line(exc)}", sys.stderr)
+            continue
+        for note in notes:  # only once the file is written: an error stays the one line about its input
+            _say(f"note: {shown(src)}: {note}", sys.stderr)
+    return 2 if failures else 0
+
+
+def _size(text: str, unit: int, what: str) -> int:
+    """``1500000``, ``64M``, ``2G`` (``unit`` 1000 for pixels, 1024 for bytes): a finite count of at least 1,
+    fractions rounded down. Infinity and NaN are refused (a limit must be a number; for none, give a huge one)."""
+    scale = {"": 1, "K": unit, "M": unit**2, "G": unit**3, "T": unit**4}
+    t = text.strip().upper().removesuffix("B") if unit == 1024 else text.strip().upper()
+    try:
+        value = float(t[:-1]) * scale[t[-1]] if t and t[-1] in scale else float(t)
+    except ValueError:
+        raise LeafCodecError(f"{what} must be a number such as 64M or 2G, not {text!r}") from None
+    if not math.isfinite(value):
+        raise LeafCodecError(f"{what} must be a finite number such as 64M or 2G, not {text!r}")
+    if value < 1:
+        noun = "byte" if unit == 1024 else "pixel"
+        raise LeafCodecError(f"{what} must be at least 1 {noun}, not {text!r}")
+    return int(value)
+
+
+def _codec(args, backend: str = "torch", checkpoint=None):
+    from helpers.codec.leaf_codec import LeafCodec
+
+    return LeafCodec(checkpoint or args.checkpoint, backend=backend,
+                     max_pixels=_size(args.max_pixels, 1000, "--max-pixels"),
+                     max_memory=_size(args.max_memory, 1024, "--max-memory"))  # fmt: skip
+
+
+def _encoder_checkpoint(args):
+    """``--checkpoint`` if given, else the shipped checkpoint of ``--tune``."""
+    from helpers.codec.checkpoints import tune_checkpoint
+
+    if args.checkpoint and args.tune:
+        raise LeafCodecError("give --checkpoint or --tune, not both")
+    return args.checkpoint or tune_checkpoint(args.tune or "mse")
+
+
+class _Decoders:
+    """One codec per checkpoint: ``--checkpoint`` if given, else the shipped one whose model wrote the file."""
+
+    def __init__(self, args):
+        self.args, self.codecs = args, {}
+
+    def __call__(self, src):
+        from helpers.codec.checkpoints import TUNES, tune_of
+        from helpers.codec.container import parse
+        from helpers.codec.leaf_codec import read_bitstream
+
+        path = self.args.checkpoint
+        if path is None:
+            tune = tune_of(parse(read_bitstream(src)).model_name)
+            # A file of another model falls back to the MSE checkpoint, whose check_model says which one it needs.
+            path = TUNES[tune][1] if tune and TUNES[tune][1].is_file() else None
+        if path not in self.codecs:
+            self.codecs[path] = _codec(self.args, self.args.backend, path)
+        return self.codecs[path]
+
+
+def _level_text(level) -> str:
+    return f"{level:.4f}".rstrip("0") if isinstance(level, float) else str(level)
+
+
+def _cmd_compress(args) -> int:
+    from helpers.codec.container import SUFFIX, bpp
+
+    target = args.target_bpp
+    if target is not None and not (math.isfinite(target) and target > 0):
+        raise LeafCodecError(f"--target-bpp must be a positive finite number, not {target:g}")
+    max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
+    codec = _codec(args, checkpoint=_encoder_checkpoint(args))
+    level = None if args.level is None else codec.check_level(args.level)
+    pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
+
+    def work(src, dst, notes):
+        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, target, notes)
+        h, w = _size_of(dst)
+        got = bpp(n, h, w)
+        if target is not None:
+            notes.extend(_unreachable_target(codec, target, got, chosen))
+        return f"{shown(src)} -> {shown(dst)}: {n} bytes, {got:.4f} bpp (level {_level_text(chosen)})"
+
+    return _run_batch(pairs, work, "compress")
+
+
+def _unreachable_target(codec, target: float, got: float, level) -> list[str]:
+    """A note when ``--target-bpp`` lies beyond the top or below the lowest level's rate (the file is then the
+    nearest one there is)."""
+    if level == codec.levels[-1] and got < target:
+        end = "the top level"
+    elif level == codec.levels[0] and got > target:
+        end = "the lowest level"
+    else:
+        return []
+    return [
+        f"--target-bpp {target:g} is out of reach: {end} gives {got:.4f} bpp (level {_level_text(level)})"
+    ]
+
+
+def _size_of(leaf_file):
+    from helpers.codec.container import parse
+    from helpers.codec.leaf_codec import read_bitstream
+
+    header = parse(read_bitstream(leaf_file))
+    return header.height, header.width
+
+
+def _cmd_decompress(args) -> int:
+    inputs, out = list(args.inputs), args.output
+    # Also accept the short form `decompress FILE OUT.png`.
+    if out is None and args.out_dir is None and len(inputs) == 2 and inputs[1].lower().endswith(".png"):
+        inputs, out = inputs[:1], inputs[1]
+    pairs = _batch_outputs(inputs, out, args.out_dir, ".png", "decompress")
+    decoder = _Decoders(args)
+
+    def work(src, dst, notes):
+        h = decoder(src).decompress_file(src, dst, force=args.force)
+        return f"{shown(src)} -> {shown(dst)}: {h.width}x{h.height}, level {_level_text(h.level)}"
+
+    return _run_batch(pairs, work, "decompress")
+
+
+def _cmd_info(args) -> int:
+    from helpers.codec.checkpoints import TUNE_OBJECTIVES, tune_of
+    from helpers.codec.container import bpp, parse
+    from helpers.codec.imageio import COLOUR_NAMES
+    from helpers.codec.leaf_codec import read_bitstream
+
+    data = read_bitstream(args.file)
+    h = parse(data)
+    print(f"file:      {shown(args.file)}")
+    print(f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})")
+    tune = tune_of(h.model_name)
+    print(f"model:     {h.model_name} (weights {h.weights_hash.hex()})")
+    print(
+        f"tune:      {TUNE_OBJECTIVES[tune] if tune else 'not a shipped model (decode with its checkpoint)'}"
+    )
+    print(
+        f"level:     {_level_text(h.level)}"
+        + ("" if isinstance(h.level, int) else " (between trained levels)")
+    )
+    print(
+        f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len} in {len(h.streams) - 1} tile(s))"
+    )
+    print(f"bpp:       {bpp(len(data), h.height, h.width):.4f}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are errors like any other: one line, exit status 2 (argparse's default prints usage)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _common_coding_options(s) -> None:
+    from helpers.codec.budget import DEFAULT_MAX_MEMORY
+    from helpers.codec.imageio import DEFAULT_MAX_PIXELS
+
+    s.add_argument(
+        "--checkpoint",
+        help="model checkpoint (default: the shipped one; decoding: the one that wrote the file)",
+    )
+    s.add_argument("--force", action="store_true",
+                   help="overwrite existing outputs (regular files only: never folders, links, devices, FIFOs)")  # fmt: skip
+    s.add_argument("--max-pixels", default=f"{DEFAULT_MAX_PIXELS // 10**6}M", metavar="N",
+                   help="refuse larger images, e.g. 300M; a finite number, at least 1 (default: %(default)s)")  # fmt: skip
+    s.add_argument("--max-memory", default=f"{DEFAULT_MAX_MEMORY // 2**30}G", metavar="SIZE",
+                   help="refuse images whose coding needs more working memory, e.g. 4G; a finite size, at "
+                        "least 1 byte (default: %(default)s)")  # fmt: skip
+
+
+def add_commands(sub) -> None:
+    """The product's commands: compress, decompress, info."""
+    s = sub.add_parser("compress", help="compress images to .leaf files")
+    s.add_argument("inputs", nargs="+", metavar="INPUT")
+    s.add_argument("-o", "--output", metavar="OUTPUT_FILE",
+                   help="the .leaf file to write, or an existing FOLDER/ (trailing slash) for FOLDER/<stem>.leaf")  # fmt: skip
+    s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.leaf")
+    rate = s.add_mutually_exclusive_group()
+    rate.add_argument("--level", "--quality", type=float, dest="level",
+                      help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps")  # fmt: skip
+    rate.add_argument("--target-bpp", type=float, metavar="X",
+                      help="the level (fractional if need be) whose file is nearest X bits per pixel (a note says when X "
+                           "is beyond every level's rate)")  # fmt: skip
+    rate.add_argument(
+        "--max-bytes",
+        metavar="N",
+        help="the highest level whose file has at most N bytes (e.g. 50K; at least 1)",
+    )
+    s.add_argument("--tune", choices=("mse", "perceptual"),
+                   help="mse: the PSNR-optimised model (default); perceptual: tuned for LPIPS (the paper's perceptual objective)")  # fmt: skip
+    _common_coding_options(s)
+    s.set_defaults(func=_cmd_compress)
+
+    s = sub.add_parser("decompress", help="decode .leaf files to PNG")
+    s.add_argument("inputs", nargs="+", metavar="FILE")
+    s.add_argument("-o", "--output", metavar="OUTPUT_PNG",
+                   help="the PNG to write, or an existing FOLDER/ (trailing slash) for FOLDER/<stem>.png")  # fmt: skip
+    s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.png")
+    s.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="run the synthesis in PyTorch or ONNX Runtime (see helpers/study/export.py)")  # fmt: skip
+    _common_coding_options(s)
+    s.set_defaults(func=_cmd_decompress)
+
+    s = sub.add_parser("info", help="print the header of a .leaf file")
+    s.add_argument("file")
+    s.set_defaults(func=_cmd_info)
+
+
+def parser(prog: str, description: str | None):
+    """(parser, its subcommands): usage mistakes are one-line errors, like every other."""
+    p = _Parser(prog=prog, description=description)
+    return p, p.add_subparsers(dest="command", required=True)
+
+
+def dispatch(p: argparse.ArgumentParser, argv) -> int:
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+def run(handler, argv) -> int:
+    """``handler(argv)`` with the command line's error convention: a LeafCodecError is one line and exit status 2."""
+    import warnings
+
+    # CompressAI imports torch_geometric, which trips a torch.jit deprecation notice on every run: noise on
+    # stderr, where a user should see only our one-line errors.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+    try:
+        return handler(argv)
+    except LeafCodecError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv=None) -> int:
+    """The product alone: ``python -m helpers.codec compress|decompress|info``."""
+    p, sub = parser("python -m helpers.codec", __doc__)
+    add_commands(sub)
+    return run(lambda a: dispatch(p, a), sys.argv[1:] if argv is None else list(argv))

@@ -1,0 +1,200 @@
+"""Architectures composed from a transform and a CompressAI latent codec (the codec v2 and v3 candidates).
+
+Every one is a variable-rate model with gain units (one gain vector per quality level) so one training run covers
+the whole rate range. The entropy models are CompressAI's latent codecs, the coder its rANS; nothing here codes
+a bit by hand:
+
+* ``hyperprior``: mean-scale Gaussian hyperprior (Minnen et al. 2018), coded as the shipped model codes it.
+* ``channel``: channel-conditional (Minnen & Singh 2020): ``y`` in equal slices, each slice's mean and scale
+  predicted from the hyperprior and the slices decoded before it.
+* ``checkerboard``: spatial two-pass checkerboard context (He et al. 2021) on top of the hyperprior.
+* ``elic``: ELIC's space-channel context (He et al. 2022): uneven channel groups, each with a checkerboard.
+
+Transforms: ``gdn`` is the 4-layer conv/GDN stack; ``dwsep`` replaces each inner 5x5 convolution by a depthwise
+5x5 and a pointwise 1x1 (the paper's depthwise-separable transforms), which buys width cheaply. ``hyper_hidden``
+bounds the hyper-synthesis' hidden widths (M and 1.5 M otherwise), so a wide latent keeps it slim.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import (
+    ChannelGroupsLatentCodec,
+    CheckerboardLatentCodec,
+    GaussianConditionalLatentCodec,
+    HyperLatentCodec,
+    HyperpriorLatentCodec,
+)
+from compressai.layers import GDN, CheckerboardMaskedConv2d
+from compressai.models.utils import conv, deconv
+from torch import nn
+
+from helpers.codec.latent_coding import BoundedGaussianConditional, ContextTiles, GaussianTiles
+from helpers.codec.models import CodingModel, LevelGain, architecture
+
+
+def _dw_down(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cin, 5, 2, 2, groups=cin), nn.Conv2d(cin, cout, 1))
+
+
+def _dw_up(cin: int, cout: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1), nn.ConvTranspose2d(cout, cout, 5, 2, 2, 1, groups=cout))
+
+
+def transforms(kind: str, N: int, M: int) -> tuple[nn.Module, nn.Module]:
+    """Analysis g_a (RGB -> M channels at 1/16) and synthesis g_s (the mirror image)."""
+    down = conv if kind == "gdn" else _dw_down
+    up = deconv if kind == "gdn" else _dw_up
+    g_a = nn.Sequential(conv(3, N), GDN(N), down(N, N), GDN(N), down(N, N), GDN(N), down(N, M))
+    g_s = nn.Sequential(
+        up(M, N), GDN(N, inverse=True), up(N, N), GDN(N, inverse=True),
+        up(N, N), GDN(N, inverse=True), deconv(N, 3),
+    )  # fmt: skip
+    return g_a, g_s
+
+
+def _hyper(N: int, M: int, hidden: int | None = None) -> HyperLatentCodec:
+    """Today's hyper-transforms; ``hidden`` bounds the hyper-synthesis' widths (M and 1.5 M unbounded)."""
+    h1, h2 = (M, M * 3 // 2) if hidden is None else (min(M, hidden), min(M * 3 // 2, hidden))
+    h_a = nn.Sequential(
+        conv(M, N, stride=1, kernel_size=3), nn.LeakyReLU(inplace=True),
+        conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
+    )  # fmt: skip
+    h_s = nn.Sequential(
+        deconv(N, h1), nn.LeakyReLU(inplace=True),
+        deconv(h1, h2), nn.LeakyReLU(inplace=True),
+        conv(h2, M * 2, stride=1, kernel_size=3),
+    )  # fmt: skip
+    return HyperLatentCodec(entropy_bottleneck=EntropyBottleneck(N), h_a=h_a, h_s=h_s)
+
+
+def _pointwise(cin: int, cout: int, hidden: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(cin, hidden, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 1), nn.LeakyReLU(inplace=True), nn.Conv2d(hidden, cout, 1),
+    )  # fmt: skip
+
+
+def _context(cin: int, cout: int) -> nn.Module:
+    """Channel context: a light 3-layer 5x5 net on the already decoded groups."""
+    return nn.Sequential(
+        conv(cin, 96, stride=1, kernel_size=5), nn.LeakyReLU(inplace=True),
+        conv(96, 64, stride=1, kernel_size=5), nn.LeakyReLU(inplace=True),
+        conv(64, cout, stride=1, kernel_size=5),
+    )  # fmt: skip
+
+
+class _GroupGaussian(GaussianConditionalLatentCodec):
+    """A Gaussian codec inside channel groups: CompressAI's ChannelGroupsLatentCodec sums ``shape[0]`` of its
+    groups to size ``y``, so each group must report (C, H, W) (as the checkerboard codec does), not (H, W)."""
+
+    def compress(self, y, ctx_params):
+        return {**super().compress(y, ctx_params), "shape": y.shape[1:]}
+
+    def decompress(self, strings, shape, ctx_params, **kwargs):
+        return super().decompress(strings, tuple(shape[-2:]), ctx_params, **kwargs)
+
+
+def _gaussian(entropy_parameters: nn.Module | None = None, grouped: bool = False):
+    cls = _GroupGaussian if grouped else GaussianConditionalLatentCodec
+    return cls(entropy_parameters=entropy_parameters, quantizer="ste", chunks=("means", "scales"),
+               gaussian_conditional=BoundedGaussianConditional(None))  # fmt: skip
+
+
+def _checkerboard(c: int, side: int) -> CheckerboardLatentCodec:
+    """Checkerboard codec of ``c`` channels; ``side`` channels of parameters come from hyperprior/groups."""
+    return CheckerboardLatentCodec(
+        latent_codec={"y": _gaussian()},
+        context_prediction=CheckerboardMaskedConv2d(c, 2 * c, kernel_size=5, stride=1, padding=2),
+        entropy_parameters=_pointwise(2 * c + side, 2 * c, max(64, 2 * c)),
+    )
+
+
+def _grouped(groups: list[int], M: int, spatial: bool) -> ChannelGroupsLatentCodec:
+    acc = [sum(groups[:k]) for k in range(len(groups))]
+    codecs = {}
+    for k, c in enumerate(groups):
+        side = 2 * M + (2 * c if k else 0)  # hyperprior params, plus the channel context's
+        codecs[f"y{k}"] = (
+            _checkerboard(c, side)
+            if spatial
+            else _gaussian(_pointwise(side, 2 * c, 2 * c + 64), grouped=True)
+        )
+    context = {f"y{k}": _context(acc[k], 2 * c) for k, c in enumerate(groups) if k}
+    return ChannelGroupsLatentCodec(latent_codec=codecs, channel_context=context, groups=groups)
+
+
+def latent_codec(kind: str, N: int, M: int, hyper_hidden: int | None = None) -> HyperpriorLatentCodec:
+    if kind == "hyperprior":
+        y = _gaussian()
+    elif kind == "checkerboard":
+        y = _checkerboard(M, 2 * M)
+    elif kind in ("channel", "elic"):
+        y = _grouped(_groups(kind, M), M, spatial=kind == "elic")
+    else:
+        raise ValueError(f"unknown entropy model {kind!r}")
+    return HyperpriorLatentCodec(latent_codec={"y": y, "hyper": _hyper(N, M, hyper_hidden)})
+
+
+ENTROPY_MODELS = ("hyperprior", "checkerboard", "channel", "elic")
+
+
+def _groups(entropy: str, M: int) -> list[int]:
+    return [M // 4] * 4 if entropy == "channel" else [8, 8, 16, 32, M - 64]
+
+
+@architecture
+class ComposedModel(CodingModel):
+    """g_a -> gain -> latent codec (hyperprior + y context) -> inverse gain -> g_s."""
+
+    architecture = "composed"
+
+    def __init__(self, transform: str, N: int, M: int, entropy: str, lambdas, hyper_hidden: int | None = None,
+                 name: str = ""):  # fmt: skip
+        super().__init__()
+        if entropy not in ENTROPY_MODELS:
+            raise ValueError(f"unknown entropy model {entropy!r}")
+        self.name, self.N, self.M = name, N, M
+        self.transform, self.entropy, self.hyper_hidden = transform, entropy, hyper_hidden
+        self.g_a, self.g_s = transforms(transform, N, M)
+        lam = torch.as_tensor(lambdas, dtype=torch.float32)
+        self.register_buffer("lambdas", lam)
+        log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])[:, None].repeat(1, M)  # step ~ lambda^-1/2
+        self.gain, self.inv_gain = LevelGain(log_gain), LevelGain(-log_gain.clone())
+        self.latent_codec = latent_codec(entropy, N, M, hyper_hidden)
+
+    def config(self) -> dict:
+        return {"transform": self.transform, "N": self.N, "M": self.M, "entropy": self.entropy,
+                "lambdas": [float(v) for v in self.lambdas], "hyper_hidden": self.hyper_hidden, "name": self.name}  # fmt: skip
+
+    # The interface's hyperprior parts are the latent codec's own modules.
+    @property
+    def h_a(self) -> nn.Module:
+        return self.latent_codec.hyper.h_a
+
+    @property
+    def h_s(self) -> nn.Module:
+        return self.latent_codec.hyper.h_s
+
+    @property
+    def entropy_bottleneck(self):
+        return self.latent_codec.hyper.entropy_bottleneck
+
+    @property
+    def tile_codec(self):
+        y = self.latent_codec.latent_codec["y"]
+        if self.entropy == "hyperprior":
+            return GaussianTiles(y.gaussian_conditional)
+        if self.entropy == "checkerboard":
+            return ContextTiles(y, 2, lambda rows, cols: (self.M, rows, cols))
+        groups = _groups(self.entropy, self.M)
+        passes = 2 if self.entropy == "elic" else 1
+        return ContextTiles(y, passes * len(groups), lambda rows, cols: [(c, rows, cols) for c in groups])
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
+        y = self.gain(self.g_a(x).float(), level)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # entropy model in float32
+            out = self.latent_codec(y)
+        x_hat = self.g_s(self.inv_gain(out["y_hat"], level)).float()
+        return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}

@@ -1,0 +1,191 @@
+"""The ``.leaf`` container: ``pack`` and ``parse``, which validates everything it can without a model.
+
+Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB128, shortest form)::
+
+    magic      4 bytes  b"LEAF"
+    version    u8       FORMAT_VERSION
+    model      u8 name length, name (ASCII), 8-byte weights hash (first bytes of SHA-256 of the weights): the
+               shipped checkpoint that decodes the file, whose architecture it records
+    level      u16      quality level x 256: 256 = level 1 ... 256 K = level K; values in between are fractional
+                        levels, whose gains are interpolated log-linearly between the trained ones
+    colour     u8       0 RGB, 1 grayscale, 2 RGB whose alpha was dropped, 3 grayscale whose alpha was dropped
+    height     u32, width u32   original size (the network sees it padded to a multiple of 64)
+    symbols    u32      CRC-32 of the latent symbols, coding tile by coding tile: int32 little-endian, C order, for
+                        the Gaussian hyperprior; the dequantised float32 latent for a context model, whose
+                        symbols are internal to its passes (``helpers.codec.latent_coding``)
+    streams    varint count, then per stream a varint length and the bytes: stream 0 is the hyper-latent
+               (factorised prior), then the latent streams of the coding tiles in raster order
+               (``tiling.coding_tiles``): one per tile for the Gaussian hyperprior, one per pass for an entropy
+               model that codes a tile in several (channel groups, checkerboard halves). The container allows
+               any whole number per tile up to ``MAX_STREAMS_PER_TILE``; the model's tile codec checks its own.
+    checksum   u32      CRC-32 of everything before it
+
+Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file. Version 1 (one
+latent stream for the whole image, untiled) is refused with a message saying so.
+
+What the decoder checks beyond the container is in ``helpers.codec.leaf_codec``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from helpers.codec import tiling
+from helpers.codec.errors import CodecError
+from helpers.codec.imageio import COLOUR_NAMES
+
+MAGIC = b"LEAF"
+FORMAT_VERSION = 2
+SUFFIX = ".leaf"
+LEVEL_UNITS = 256  # the level is stored in 1/256 steps
+MAX_STREAMS_PER_TILE = 64  # room for channel-conditional / checkerboard entropy models (a stream per slice)
+_HEAD = struct.Struct("<HBIII")  # level, colour, height, width, symbols CRC
+
+
+# ----- the container ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Header:
+    model_name: str
+    weights_hash: bytes
+    level_units: int  # level x LEVEL_UNITS
+    colour: int
+    height: int
+    width: int
+    symbols_crc: int
+    streams: tuple[bytes, ...]  # hyper-latent, then one latent stream per coding tile
+
+    @property
+    def level(self) -> int | float:
+        """1-based level; an int for trained levels, a float (1/256 steps) between them."""
+        q, r = divmod(self.level_units, LEVEL_UNITS)
+        return q if r == 0 else self.level_units / LEVEL_UNITS
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def z_len(self) -> int:
+        return len(self.streams[0])
+
+    @property
+    def y_len(self) -> int:
+        return sum(len(s) for s in self.streams[1:])
+
+
+def bpp(num_bytes: int, height: int, width: int) -> float:
+    """Bits per pixel of a file of ``num_bytes`` bytes holding a ``height`` x ``width`` image."""
+    return 8.0 * num_bytes / (height * width)
+
+
+def level_units(level: float) -> int:
+    return int(round(level * LEVEL_UNITS))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def pack(model_name: str, weights_hash: bytes, level: float, colour: int, height: int, width: int,
+         symbols_crc: int, streams) -> bytes:  # fmt: skip
+    name = model_name.encode("ascii")
+    head = MAGIC + struct.pack("<BB", FORMAT_VERSION, len(name)) + name + weights_hash[:8]
+    head += _HEAD.pack(level_units(level), colour, height, width, symbols_crc)
+    body = head + _varint(len(streams)) + b"".join(_varint(len(s)) + bytes(s) for s in streams)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise CodecError(f"truncated file: it ends inside the {what} ({len(self.data)} bytes in all)")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str | struct.Struct, what: str):
+        fmt = fmt if isinstance(fmt, struct.Struct) else struct.Struct(fmt)
+        return fmt.unpack(self.take(fmt.size, what))
+
+    def varint(self, what: str) -> int:
+        n = 0
+        for i in range(5):  # 35 bits: every u32
+            (b,) = self.take(1, what)
+            n |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if b == 0 and i > 0:
+                    raise CodecError(f"corrupted file: over-long {what}")
+                return n
+        raise CodecError(f"corrupted file: {what} is not a valid number")
+
+
+def parse(data: bytes) -> Header:
+    """Validate the container and return its header; raises CodecError naming what is wrong."""
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise CodecError("not a .leaf file (wrong magic number)")
+    r = _Reader(data)
+    r.take(len(MAGIC), "magic number")
+    (version,) = r.unpack("<B", "format version")
+    if version != FORMAT_VERSION:
+        newer = "newer than" if version > FORMAT_VERSION else "different from"
+        hint = "; re-encode the image with this version" if version < FORMAT_VERSION else ""
+        raise CodecError(f"file format version {version} is {newer} this decoder's ({FORMAT_VERSION}){hint}")
+    if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
+        # Distinguish a cut file from a damaged one where we can.
+        try:
+            _parse_fields(r, len(data))
+        except CodecError as exc:
+            raise CodecError(f"{exc}; checksum mismatch") from None
+        raise CodecError("corrupted file: checksum mismatch")
+    return _parse_fields(r, len(data))
+
+
+def _parse_fields(r: _Reader, total: int) -> Header:
+    (name_len,) = r.unpack("<B", "header")
+    name = r.take(name_len, "header")
+    weights_hash = r.take(8, "header")
+    units, colour, height, width, symbols_crc = r.unpack(_HEAD, "header")
+    try:
+        model_name = name.decode("ascii")
+    except UnicodeDecodeError:
+        raise CodecError("corrupted header: model name is not ASCII") from None
+    if colour not in COLOUR_NAMES:
+        raise CodecError(f"corrupted header: unknown colour mode {colour}")
+    if not (0 < height and 0 < width):
+        raise CodecError(f"corrupted header: implausible image size {width}x{height}")
+    tiles = tile_count(height, width)
+    count = r.varint("stream count")
+    # Checked before any stream is read, so a forged size cannot make us allocate: a whole number of streams per
+    # coding tile (the model's tile codec checks its own number).
+    if not (count > tiles and (count - 1) % tiles == 0 and (count - 1) // tiles <= MAX_STREAMS_PER_TILE):
+        raise CodecError(
+            f"corrupted header: {count} streams for a {width}x{height} image, which has {tiles} coding tiles"
+        )
+    streams = []
+    for i in range(count):
+        what = "hyper-latent stream" if i == 0 else f"latent stream {i}"
+        n = r.varint(f"{what} length")
+        streams.append(r.take(n, what))
+        # rANS streams are whole 32-bit words, at least the two of the final coder state.
+        if n < 8 or n % 4:
+            raise CodecError(f"corrupted {what}: {n} bytes is not a valid rANS stream length")
+    r.take(4, "checksum")
+    if r.pos != total:
+        raise CodecError(f"corrupted file: {total - r.pos} unexpected bytes after the checksum")
+    return Header(model_name, weights_hash, units, colour, height, width, symbols_crc, tuple(streams))
+
+
+def tile_count(height: int, width: int) -> int:
+    rows, cols = tiling.latent_size(height, width)
+    return -(-rows // tiling.CODING_TILE) * -(-cols // tiling.CODING_TILE)

@@ -1,0 +1,296 @@
+"""``LeafCodec``: ``encode(image) -> bytes`` and ``decode(bytes) -> image`` of ``.leaf`` files, for any model that
+implements ``helpers.codec.models.CodingModel``. The transforms run on tiles (``helpers.codec.tiling``) in memory
+bounded by the tile (``helpers.codec.budget``); the latent is coded by the model's tile codec
+(``helpers.codec.latent_coding``); the container is ``helpers.codec.container``'s.
+
+Decoding trusts nothing in a file: the checksum catches accidental damage, and because it can be recomputed,
+the payload is also checked on its own terms. The stream count must be the one the image size implies, and
+every rANS stream must be whole 32-bit words (at least two); CompressAI's rANS decoder does no bounds checking,
+so each stream is handed to it followed by zero words (``latent_coding.guarded``) and a garbled stream reads zeros instead of
+running off its buffer. Decoded values beyond ``LATENT_LIMIT`` are refused (CompressAI's rANS *encoder* loops
+forever on values of 2^27 or more, and garbage can decode to such values). Every stream must be exactly what the
+encoder writes for the symbols it decoded to (re-encoded and compared; a few percent of the decode time), and
+the symbols must match the symbol CRC. Before anything is allocated, the image size is checked against the pixel
+limit and the estimated memory against the memory budget. A garbled payload therefore ends in a CodecError and
+a too-large image in a ResourceError, never in a crash, a hang, a silently wrong image or a memory blow-up.
+(Header fields such as the level are protected by the checksum only: a deliberately forged header with a
+recomputed checksum is out of scope, except that it can never make the decoder exceed its budgets.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from helpers.codec import budget, level_search, tiling
+from helpers.codec.checkpoints import load_model
+from helpers.codec.container import LEVEL_UNITS, Header, level_units, pack, parse, tile_count
+from helpers.codec.errors import CodecError, DataError, ResourceError, shown
+from helpers.codec.fileio import atomic_write, check_output
+from helpers.codec.imageio import (
+    COLOUR_NAMES,
+    COLOUR_RGB,
+    DEFAULT_MAX_PIXELS,
+    check_pixels,
+    load_image,
+    output_image,
+)
+from helpers.codec.latent_coding import compress_hyper, decompress_hyper, is_allocation_failure
+from helpers.codec.models import single_thread
+
+
+@contextlib.contextmanager
+def _allocation(verb: str, height: int, width: int):
+    """A failed allocation ends in a one-line ResourceError (a batch goes on with the next file)."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not is_allocation_failure(exc):
+            raise
+        raise ResourceError(
+            f"not enough memory to {verb} a {width}x{height} image (the --max-memory budget is above what "
+            "this machine has; lower it to be refused before trying)"
+        ) from None
+
+
+# ----- the codec ------------------------------------------------------------------------------------------------
+BACKENDS = ("torch", "onnx")
+
+
+class LeafCodec:
+    """Learned codec with quality levels 1..K (low to high). ``encode(rgb, level, colour) -> bytes`` and
+    ``decode(bytes) -> rgb`` work on uint8 RGB arrays; ``level`` may be fractional (a 1/256 step between levels).
+
+    ``backend="onnx"`` runs the synthesis ``g_s`` in ONNX Runtime (``helpers.codec.onnx_runtime``; same files, pixels within
+    one grey level of the PyTorch backend's); everything else, and encoding, runs in PyTorch. ``max_pixels`` and
+    ``max_memory`` (bytes, see ``helpers.codec.budget``) refuse images beyond them before anything is allocated."""
+
+    name = "ours"
+
+    def __init__(self, checkpoint: str | Path | None = None, backend: str = "torch",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, max_memory: int | None = budget.DEFAULT_MAX_MEMORY):  # fmt: skip
+        if backend not in BACKENDS:
+            raise CodecError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        self.model, ckpt = load_model(checkpoint)
+        self.model_name = ckpt["name"]
+        self.hash = bytes.fromhex(ckpt["weights_sha256"])[:8]
+        self.levels = list(range(1, self.model.num_levels + 1))
+        _ = self.model.h_s64  # built now, not by two tile workers at once
+        self.tile_codec = self.model.tile_codec
+        self.backend = backend
+        self.max_pixels, self.max_memory = max_pixels, max_memory
+        if backend == "onnx":
+            from helpers.codec.onnx_runtime import OnnxSynthesis
+
+            self.g_s = OnnxSynthesis(self.model, ckpt["weights_sha256"])
+        else:
+            self.g_s = self.model.g_s
+
+    @property
+    def default_level(self) -> int:
+        return self.levels[len(self.levels) // 2]
+
+    def check_level(self, level: float) -> float:
+        """A trained level 1..K, or a fractional level between them on the file's 1/256 grid."""
+        ok = isinstance(level, int | float | np.integer | np.floating) and np.isfinite(level)
+        if (
+            not ok
+            or level_units(level) != level * LEVEL_UNITS
+            or not self.levels[0] <= level <= self.levels[-1]
+        ):
+            raise CodecError(
+                f"unknown quality level {level}; valid levels are {', '.join(map(str, self.levels))} "
+                f"(or a multiple of 1/{LEVEL_UNITS} between {self.levels[0]} and {self.levels[-1]})"
+            )
+        return int(level) if float(level).is_integer() else float(level)
+
+    def check_size(self, width: int, height: int, decode: bool, latents: int = 1) -> None:
+        """ResourceError before any allocation if the image exceeds the pixel limit or the memory budget
+        (``latents``: float32 latents held at once; 2 while several levels are tried)."""
+        verb = "decode" if decode else "encode"
+        check_pixels(width, height, self.max_pixels, f"a {width}x{height} image")
+        need = budget.estimate(height, width, self.model.M, self.model.N, tiling.workers(), decode, latents)
+        budget.check(height, width, need, self.max_memory, verb)
+
+    # ----- encoding -----------------------------------------------------------------------------------------
+    def encode(self, rgb: np.ndarray, level: float | None = None, colour: int = COLOUR_RGB) -> bytes:
+        """A ``.leaf`` file of uint8 RGB ``rgb`` (H, W, 3) at ``level`` (default: the middle level)."""
+        level = self.check_level(self.default_level if level is None else level)
+        return self.encode_levels(rgb, [level], colour)[0]
+
+    def encode_levels(self, rgb: np.ndarray, levels, colour: int = COLOUR_RGB) -> list[bytes]:
+        """One file per level; the analysis transform (most of the encoding time) runs once for all of them."""
+        rgb, levels = self._checked_image(rgb, colour), [self.check_level(q) for q in levels]
+        h, w = rgb.shape[:2]
+        self.check_size(w, h, decode=False, latents=1 + (len(levels) > 1))
+        n = tiling.workers()
+        with _allocation("encode", h, w), single_thread(), torch.no_grad():
+            y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
+            files = []
+            for i, q in enumerate(levels):
+                # The last level scales y in place: one latent less at the peak (128 MB for 64 MP).
+                y_q = (
+                    y.mul_(self.model.gain.vector(q - 1))
+                    if i == len(levels) - 1
+                    else self.model.gain(y, q - 1)
+                )
+                files.append(self._encode_latent(y_q, q, colour, h, w, n))
+                del y_q
+            return files
+
+    def encode_to_rate(self, rgb: np.ndarray, colour: int = COLOUR_RGB, max_bytes: int | None = None,
+                       target_bpp: float | None = None) -> tuple[bytes, int | float]:  # fmt: skip
+        """(file, level) at the largest level whose file has at most ``max_bytes``, or whose rate is nearest
+        ``target_bpp``; the level may be fractional (1/256 steps, recorded in the file). See ``helpers.codec.level_search``."""
+        if (max_bytes is None) == (target_bpp is None):
+            raise CodecError("give either a byte limit or a target rate")
+        if max_bytes is not None and not max_bytes >= 1:
+            raise CodecError(f"the byte limit must be at least 1, not {max_bytes}")
+        if target_bpp is not None and not (np.isfinite(target_bpp) and target_bpp > 0):
+            raise CodecError(f"the target rate must be a positive finite number, not {target_bpp}")
+        rgb = self._checked_image(rgb, colour)
+        h, w = rgb.shape[:2]
+        self.check_size(w, h, decode=False, latents=2)
+        n, files = tiling.workers(), {}
+        with _allocation("encode", h, w), single_thread(), torch.no_grad():
+            y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
+
+            def size_at(units: int) -> int:
+                if units not in files:
+                    level = units / LEVEL_UNITS
+                    files[units] = self._encode_latent(self.model.gain(y, level - 1), level, colour, h, w, n)
+                return len(files[units])
+
+            lo, hi = LEVEL_UNITS * self.levels[0], LEVEL_UNITS * self.levels[-1]
+            if target_bpp is not None:
+                units = level_search.nearest(size_at, lo, hi, target_bpp * h * w / 8)
+            else:
+                try:
+                    units, _ = level_search.largest_within(size_at, lo, hi, max_bytes)
+                except CodecError as exc:
+                    raise CodecError(
+                        f"cannot meet --max-bytes {max_bytes} for a {w}x{h} image: {exc}"
+                    ) from None
+        return files[units], self.check_level(units / LEVEL_UNITS)
+
+    def _checked_image(self, rgb: np.ndarray, colour: int) -> np.ndarray:
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+            raise DataError(f"expected a uint8 RGB image (H, W, 3), not {rgb.dtype} {rgb.shape}")
+        if colour not in COLOUR_NAMES:
+            raise DataError(f"unknown colour mode {colour}")
+        return rgb
+
+    def _encode_latent(self, y: torch.Tensor, level: float, colour: int, h: int, w: int, n: int) -> bytes:
+        """The file of the latent ``y`` already scaled by the gain of ``level``."""
+        z_stream, z_hat = compress_hyper(self.model.entropy_bottleneck, self.model.h_a(y))
+
+        def code(t: tiling.Tile) -> tuple[list[bytes], bytes]:
+            return self.tile_codec.compress(y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_parameters(z_hat, t))
+
+        streams, crc = [z_stream], 0
+        for tile_streams, symbols in tiling.map_ordered(code, tiling.coding_tiles(h, w), n):
+            streams += tile_streams
+            crc = zlib.crc32(symbols, crc)
+        return pack(self.model_name, self.hash, level, colour, h, w, crc, streams)
+
+    def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile) -> torch.Tensor:
+        """The side parameters of one coding tile: the float64 hyper-synthesis of its hyper-latent window."""
+        zw = tiling.z_window(t, *z_hat.shape[-2:])
+        params = self.model.hyper_synthesis(z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1])
+        return params[(..., *zw.crop(tiling.Z_STRIDE))]
+
+    # ----- decoding -----------------------------------------------------------------------------------------
+    def check_model(self, header: Header) -> None:
+        if header.model_name != self.model_name or header.weights_hash != self.hash:
+            raise CodecError(
+                f"file was written by model {header.model_name!r} (weights {header.weights_hash.hex()}), "
+                f"but the loaded checkpoint is {self.model_name!r} ({self.hash.hex()}); "
+                "pass the matching --checkpoint"
+            )
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.decode_with_header(data)[0]
+
+    def decode_with_header(self, data: bytes) -> tuple[np.ndarray, Header]:
+        header = parse(data)
+        self.check_model(header)
+        self.check_level(header.level)
+        expected = 1 + self.tile_codec.streams_per_tile * tile_count(header.height, header.width)
+        if len(header.streams) != expected:
+            raise CodecError(
+                f"corrupted header: {len(header.streams)} streams for a {header.width}x{header.height} image, "
+                f"which has {expected}"
+            )
+        h, w = header.height, header.width
+        self.check_size(w, h, decode=True)
+        n = tiling.workers()
+        with _allocation("decode", h, w), single_thread(), torch.no_grad():
+            y_hat = self._decode_latent(header)
+            index = header.level - 1
+            rgb = tiling.synthesise(
+                lambda y: self.g_s(self.model.inv_gain(y, index)).clamp_(0, 1), y_hat, h, w, n
+            )
+        return rgb, header
+
+    def _decode_latent(self, header: Header) -> torch.Tensor:
+        """Decode every stream (see the module docstring for the checks) -> the dequantised latent."""
+        rows, cols = tiling.latent_size(header.height, header.width)
+        y_hat = torch.empty(1, self.model.M, rows, cols)  # first: if memory is short, fail before any work
+        z_shape = (rows // tiling.Z_STRIDE, cols // tiling.Z_STRIDE)
+        z_hat = decompress_hyper(self.model.entropy_bottleneck, header.streams[0], z_shape)
+        k, crc = self.tile_codec.streams_per_tile, 0
+        for i, t in enumerate(tiling.coding_tiles(header.height, header.width)):
+            streams = header.streams[1 + k * i : 1 + k * (i + 1)]
+            name = f"latent stream {i + 1}" if k == 1 else f"latent streams {1 + k * i}-{k * (i + 1)}"
+            tile, symbols = self.tile_codec.decompress(
+                streams, self._tile_parameters(z_hat, t), (t.r1 - t.r0, t.c1 - t.c0), name
+            )
+            crc = zlib.crc32(symbols, crc)
+            y_hat[..., t.r0 : t.r1, t.c0 : t.c1] = tile
+        if crc != header.symbols_crc:
+            raise CodecError("decoding failed: latents differ from the encoder's (symbol checksum mismatch)")
+        return y_hat
+
+    # ----- files (the command line) ---------------------------------------------------------------------------
+    def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False,
+                      max_bytes: int | None = None, target_bpp: float | None = None,
+                      notes: list[str] | None = None) -> tuple[int, int | float]:  # fmt: skip
+        """Code the image file ``src`` into ``dst`` at ``level``, or at the level that meets ``max_bytes`` or
+        ``target_bpp`` (``encode_to_rate``): (bytes written, level). ``notes``: see ``imageio.load_image``."""
+        check_output(dst, force)  # before the work; atomic_write checks again when it publishes
+        latents = 1 if max_bytes is None and target_bpp is None else 2
+        rgb, colour = load_image(
+            src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents), notes
+        )
+        if latents == 1:
+            level = self.check_level(self.default_level if level is None else level)
+            data = self.encode(rgb, level, colour)
+        else:
+            data, level = self.encode_to_rate(rgb, colour, max_bytes, target_bpp)
+        atomic_write(dst, data, force)
+        return len(data), level
+
+    def decompress_file(self, src: Path, dst: Path, force: bool = False) -> Header:
+        check_output(dst, force)
+        rgb, header = self.decode_with_header(read_bitstream(src))
+        im = output_image(rgb, header.colour)
+        del rgb
+        atomic_write(dst, lambda f: im.save(f, format="PNG"), force)
+        return header
+
+
+def read_bitstream(path: str | Path) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {shown(path)}") from None
+    except IsADirectoryError:
+        raise DataError(f"{shown(path)} is a folder, not a .leaf file") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {shown(path)}: {exc.strerror}") from None

@@ -1,0 +1,168 @@
+"""The model interface every architecture implements, and the pieces all of them share.
+
+``CodingModel`` is everything ``LeafCodec`` (``helpers.codec.leaf_codec``) knows of a model, in CompressAI's terms:
+
+* ``g_a`` (analysis) maps an RGB image to a latent ``y`` with 16x fewer pixels and ``M`` channels; ``g_s``
+  (synthesis) maps it back. Both run on tiles (``helpers.codec.tiling``).
+* Quality level ``k`` multiplies ``y`` channel-wise by ``gain[k]`` before rounding and divides by it after
+  (gain units, Cui et al. 2021): one network serves every rate.
+* ``h_a`` and ``entropy_bottleneck`` send the hyper-latent ``z`` (a factorised prior); ``hyper_synthesis`` (a
+  float64 copy of ``h_s``) turns ``z_hat`` into the side parameters of ``y``.
+* ``tile_codec`` compresses and decompresses one coding tile's latent given those side parameters and returns
+  its streams (``helpers.codec.latent_coding``): a mean-scale Gaussian, or a CompressAI latent codec with a
+  channel or checkerboard context.
+* ``architecture`` and ``config()`` rebuild the model from a shipped checkpoint (``ARCHITECTURES``).
+
+Levels: the model and ``LevelGain`` take a 0-based ``index`` (float allowed: between two trained levels the gains
+are interpolated log-linearly); files, the command line and ``LeafCodec`` use the 1-based ``level``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from compressai.models import CompressionModel
+from torch import nn
+
+# Rate-distortion trade-offs, one per quality level (CompressAI convention: loss = bpp + lambda * 255^2 * MSE).
+# Chosen so that PlantVillage leaves span roughly 0.05-1 bpp (the shipped model's; see its model card).
+DEFAULT_LAMBDAS = (0.0003, 0.0010, 0.0025, 0.0060, 0.015, 0.035, 0.085)
+STRIDE = 64  # g_a downsamples 16x and h_a another 4x: inputs are padded to a multiple of this
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run coding transforms on one thread. oneDNN splits GDN's 1x1 convolution (and, at odd thread counts, the
+    transposed convolutions) differently with the thread count; the last-bit float32 differences were enough to
+    flip a rounded latent or a decoded pixel between 1 and 2 threads. With one thread, files and pixels do not
+    depend on the caller's thread setting; the cost is that one image never uses more than one core."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def load_error_detail(exc: RuntimeError) -> str:
+    """The first line that matters of ``load_state_dict``'s error (it lists every mismatch on its own line)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if ln.startswith(("size mismatch", "Missing", "Unexpected"))), lines[0])
+    return detail.rstrip(".")
+
+
+def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad (N, C, H, W) on the bottom and right to a multiple of ``STRIDE`` (replicated pixels cost fewer
+    bits than zeros; the decoder crops them away)."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+
+
+class LevelGain(nn.Module):
+    """One channel-wise gain vector per quality level (gain units, Cui et al. 2021), stored as its logarithm.
+
+    ``forward(y, index)`` multiplies ``y`` by the gain of 0-based level ``index``: an integer tensor (one index per
+    batch item, training), an int, or a float between two trained levels, whose gain is interpolated
+    log-linearly (so the rate moves smoothly between levels). An integral float uses the trained vector as is."""
+
+    def __init__(self, log_gain: torch.Tensor):
+        super().__init__()
+        self.log = nn.Parameter(log_gain)
+
+    @property
+    def num_levels(self) -> int:
+        return self.log.shape[0]
+
+    def vector(self, index) -> torch.Tensor:
+        """The gains, shaped (B or 1, M, 1, 1) to multiply a latent."""
+        if torch.is_tensor(index) and not index.is_floating_point():
+            return self.log[index].exp()[:, :, None, None]
+        f = float(index)
+        if not 0 <= f <= self.num_levels - 1:
+            raise ValueError(f"level index {f} outside 0..{self.num_levels - 1}")
+        if f.is_integer():
+            log = self.log[int(f)]
+        else:
+            i, t = math.floor(f), f - math.floor(f)
+            log = self.log[i] * (1 - t) + self.log[i + 1] * t
+        return log.exp()[None, :, None, None]
+
+    def forward(self, y: torch.Tensor, index) -> torch.Tensor:
+        return y * self.vector(index)
+
+
+class CodingModel(CompressionModel):
+    """What ``LeafCodec`` uses of a model; every architecture implements it (see the module docstring).
+
+    Subclasses define ``g_a``, ``g_s``, ``gain``, ``inv_gain``, ``h_a``, ``h_s``, ``entropy_bottleneck``,
+    ``tile_codec``, ``N``, ``M``, ``lambdas``, ``architecture`` and ``config()``; the float64 hyper-synthesis and
+    the level count are common."""
+
+    architecture: str
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def num_levels(self) -> int:
+        return int(self.lambdas.numel())
+
+    @property
+    def tile_codec(self):
+        raise NotImplementedError
+
+    def update(self, scale_table_=None, force: bool = False) -> bool:
+        """Build the CDF tables the rANS coder needs; must run once after training or loading."""
+        self.__dict__.setdefault("_coding", {}).clear()
+        return super().update(scale_table_, force=force)
+
+    @property
+    def h_s64(self) -> nn.Module:
+        """The float64 copy of ``h_s`` that coding runs (built on first use; ``update`` discards it)."""
+        coding = self.__dict__.setdefault("_coding", {})  # a plain dict: not a submodule, not in state_dict
+        if "h_s64" not in coding:
+            coding["h_s64"] = copy.deepcopy(self.h_s).double().eval().requires_grad_(False)
+        return coding["h_s64"]
+
+    @torch.no_grad()
+    def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """h_s in float64: encoder and decoder must agree bit-for-bit on the side parameters (a float32
+        difference could flip a scale index and derail rANS). Returns them raw, float64."""
+        return self.h_s64(z_hat.double())
+
+    @torch.no_grad()
+    def analyse(self, x: torch.Tensor, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scaled latent ``y`` and hyper-latent ``z`` of a padded image batch (before rounding)."""
+        y = self.gain(self.g_a(x), index)
+        return y, self.h_a(y)
+
+    @torch.no_grad()
+    def synthesis(self, y_hat: torch.Tensor, index) -> torch.Tensor:
+        """Pixels in [0, 1] from the dequantised latent at 0-based level ``index``."""
+        return self.g_s(self.inv_gain(y_hat, index)).clamp_(0, 1)
+
+
+# name -> class; filled by the architecture modules (``hyperprior``, ``composed``) as they are imported.
+ARCHITECTURES: dict[str, type] = {}
+
+
+def architecture(cls):
+    """Class decorator: register an architecture under its ``architecture`` name."""
+    ARCHITECTURES[cls.architecture] = cls
+    return cls
+
+
+def build(name: str, config: dict) -> CodingModel:
+    """The model of architecture ``name`` with ``config`` (as ``config()`` returned it); untrained."""
+    from helpers.codec import composed, hyperprior  # noqa: F401  (they register their classes)
+
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r}")
+    return ARCHITECTURES[name](**config)

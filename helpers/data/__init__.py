@@ -1,0 +1,1 @@
+"""The data: PlantVillage's download, the grouped split manifest, image loading and caches, the photo sets."""

@@ -1,0 +1,225 @@
+"""Codec v2 bake-off (issue 9): train every candidate of ``helpers.training.candidates`` from scratch on the same data for
+the same number of steps, then measure each with real rANS bytes on validation images against AVIF 4:4:4 speed 4.
+
+    python -m helpers bakeoff train [--steps N] [--only NAME ...]   # resumable, one run folder per candidate
+    python -m helpers bakeoff points [--warm] [--set photos]        # real files of validation images
+    python -m helpers bakeoff summary [--large]                     # -> outputs/tables/bakeoff.{csv,md}
+    python -m helpers bakeoff ceiling [--warm] [--only NAME ...]    # PSNR of the transforms unquantised
+
+Every point is a real ``.leaf`` file: each run's weights are exported as a codec checkpoint and measured by the
+study's evaluation loop (``helpers.study.evaluate``) beside the study's AVIF 4:4:4 speed 4, inside its BD window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from helpers import paths
+from helpers.codec.checkpoints import load_model
+from helpers.codec.leaf_codec import LeafCodec
+from helpers.codec.models import pad_to_stride
+from helpers.data.dataset import load_array, photo_split, read_image, read_manifest, split_paths
+from helpers.study.baselines import Codec, classical_codecs
+from helpers.study.evaluate import evaluate, learned_codec, mean_by_setting
+from helpers.study.metrics import RATE_WINDOW, bd_rate, psnr
+from helpers.study.tables import replace_rows, save_table
+from helpers.training.candidates import CANDIDATES, decoder_kmacs_per_pixel
+from helpers.training.engine import TrainConfig, train
+from helpers.training.shipping import write_shipped
+
+RUNS = paths.OUTPUTS / "runs" / "bakeoff"
+# Ten levels from ~0.03 bpp up to archival quality (lambda on 255^2 * MSE, CompressAI's convention).
+V2_LAMBDAS = (0.00015, 0.0004, 0.001, 0.0025, 0.006, 0.015, 0.035, 0.08, 0.18, 0.4)
+RECIPE = dict(lambdas=V2_LAMBDAS, steps=1000, batch_size=8, crop=128, photo_share=0.5, lr=1e-3,
+              decay_start=0.6, warmup_steps=200, checkpoint_every=250, log_every=50, val_every=1000)  # fmt: skip
+BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
+# Warm start: the entropy models on the shipped model's trained transforms and hyperprior (N=64, M=128), fine-tuned
+# on whole-leaf-sized crops with photos and the v2 levels; the context networks are the only new weights.
+WARM_RECIPE = dict(lambdas=V2_LAMBDAS, steps=600, batch_size=4, crop=256, photo_share=0.5, lr=2e-4,
+                   decay_start=0.25, warmup_steps=50, checkpoint_every=100, log_every=25, val_every=600)  # fmt: skip
+WARM = ("base", "channel", "elic")
+ANCHOR = "avif"  # the study's AVIF 4:4:4 speed 4 (helpers.study.baselines), at the study's qualities
+POINTS = paths.RESULTS
+PHOTO_CROP = 384  # validation photos are centre-cropped to this size to keep the bake-off quick
+
+
+def run_dir(name: str, warm: bool) -> Path:
+    return RUNS / (f"warm_{name}" if warm else name)
+
+
+def train_all(names=BAKEOFF, steps: int | None = None, warm: bool = False) -> None:
+    for name in names:
+        overrides = {**(WARM_RECIPE if warm else RECIPE), "arch": name, **({"steps": steps} if steps else {})}
+        run = run_dir(name, warm)
+        if (run / "last.pth.tar").exists():
+            overrides = {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_every")}
+        print(f"== {run.name}", flush=True)
+        init = paths.SHIPPED_CHECKPOINT if warm else None
+        train(run, TrainConfig(), overrides=overrides, init_from=init, progress=False)
+
+
+def validation_images(n_leaves: int = 24) -> dict[str, list[np.ndarray]]:
+    leaves = load_array(
+        split_paths(read_manifest(paths.MANIFEST), "val", paths.data_dir(), n_leaves), progress=False
+    )
+    photos = []
+    for p in photo_split("val"):
+        img = read_image(p)
+        h, w = img.shape[:2]
+        y, x = (h - PHOTO_CROP) // 2, (w - PHOTO_CROP) // 2
+        photos.append(np.ascontiguousarray(img[y : y + PHOTO_CROP, x : x + PHOTO_CROP]))
+    return {"leaves": [a.transpose(1, 2, 0).copy() for a in leaves], "photos": photos}
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return pad_to_stride(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+
+
+def _to_image(x_hat: torch.Tensor, shape) -> np.ndarray:
+    h, w = shape[:2]
+    return (x_hat[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def ceiling(runs, n_leaves: int = 20) -> pd.DataFrame:
+    """Mean PSNR on test leaves of each run's transforms at its top level's gains: unquantised (``g_s(g_a(x))``,
+    the most any level of these transforms can give) and with the latent rounded."""
+    leaves = load_array(
+        split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), n_leaves), progress=False
+    )
+    rows = []
+    for run in runs:
+        model, step = load_candidate(run)
+        top, scores = model.num_levels - 1, {"unquantised": [], "rounded": []}
+        with torch.no_grad():
+            for img in (a.transpose(1, 2, 0) for a in leaves):
+                y = model.gain(model.g_a(_to_tensor(img)), top)
+                for name, y_hat in (("unquantised", y), ("rounded", torch.round(y))):
+                    x_hat = model.g_s(model.inv_gain(y_hat, top)).clamp(0, 1)
+                    scores[name].append(psnr(img, _to_image(x_hat, img.shape)))
+        rows.append({"run": run, "steps": step, "leaves": len(leaves), "top_level": top + 1,
+                     **{f"psnr_{k}": float(np.mean(v)) for k, v in scores.items()}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def codec_checkpoint(run: str) -> Path:
+    """The codec's checkpoint of a run: ``shipped`` is today's model; a run's latest weights are exported next to
+    them (``codec.pth.tar``, rANS tables built, ignored by git) whenever they are newer than the export."""
+    if run == "shipped":
+        return paths.SHIPPED_CHECKPOINT
+    last, out = RUNS / run / "last.pth.tar", RUNS / run / "codec.pth.tar"
+    if not out.exists() or out.stat().st_mtime < last.stat().st_mtime:
+        write_shipped(last, out, name=run)
+    return out
+
+
+def load_candidate(run: str):
+    """(model, step) of a run's codec checkpoint (``codec_checkpoint``), in eval mode with its tables built."""
+    model, ckpt = load_model(codec_checkpoint(run))
+    return model, ckpt.get("step") or 0
+
+
+def _codecs(runs) -> list[Codec]:
+    """The study's AVIF 4:4:4 speed 4 (its qualities) and every run as the codec that writes ``.leaf`` files."""
+    avif = next(c for c in classical_codecs() if c.name == ANCHOR)
+    return [avif] + [learned_codec(LeafCodec(codec_checkpoint(run)), name=run) for run in runs]
+
+
+def rd_points(runs, set_name: str, n_leaves: int = 24) -> pd.DataFrame:
+    """Mean bpp (of real files), PSNR, MS-SSIM dB and per-call coding times per codec and setting on one
+    validation set, through the study's evaluation loop (``evaluate.evaluate``, one thread per image)."""
+    images = validation_images(n_leaves)[set_name]
+    per_image = evaluate(_codecs(runs), images, lpips=False, progress=False)
+    points = mean_by_setting(per_image, ["psnr", "ms_ssim_db", "encode_ms", "decode_ms"], std=())
+    steps = {run: load_candidate(run)[1] for run in runs}
+    return points.assign(step=points.codec.map(steps), set=set_name)
+
+
+def time_large(run: str, level: int = 5) -> dict:
+    """Encode and decode seconds of the 12-megapixel benchmark image through the codec (a real file)."""
+    from helpers.study.benchmark import large_image
+
+    rgb, leaf = large_image(), LeafCodec(codec_checkpoint(run))
+    t0 = time.perf_counter()
+    data = leaf.encode(rgb, level)
+    t1 = time.perf_counter()
+    leaf.decode(data)
+    return {"encode_s_12mp": t1 - t0, "decode_s_12mp": time.perf_counter() - t1,
+            "bpp_12mp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1])}  # fmt: skip
+
+
+def bd(anchor: pd.DataFrame, test: pd.DataFrame, metric: str) -> float:
+    """BD-rate (%) of ``test`` against ``anchor`` inside the study's window; NaN where the curves do not overlap."""
+    try:
+        return bd_rate(anchor.bpp, anchor[metric], test.bpp, test[metric], rate_range=RATE_WINDOW)
+    except ValueError:
+        return float("nan")
+
+
+def summary(points: pd.DataFrame, large: bool = False) -> pd.DataFrame:
+    """One row per run: BD-rate vs AVIF 4:4:4 speed 4 and vs today's model on each set, top PSNR, decoder cost."""
+    rows = []
+    for run, g in points[points.codec != ANCHOR].groupby("codec", sort=False):
+        model, step = load_candidate(run)
+        row = {"run": run, "candidate": getattr(model, "name", "") or model.architecture, "steps": int(step)}
+        for set_name, gs in g.groupby("set"):
+            ref = points[points.set == set_name]
+            for metric in ("psnr", "ms_ssim_db"):
+                row[f"{set_name}_bd_{metric}_vs_avif"] = bd(ref[ref.codec == ANCHOR], gs, metric)
+            row[f"{set_name}_bd_psnr_vs_shipped"] = bd(ref[ref.codec == "shipped"], gs, "psnr")
+            row[f"{set_name}_top_psnr"] = gs.psnr.max()
+        leaves = g[g.set == "leaves"]
+        row |= {"encode_ms_256": leaves.encode_ms.median(), "decode_ms_256": leaves.decode_ms.median()}
+        row |= {f"{k}_kmac_per_px": v for k, v in decoder_kmacs_per_pixel(model).items()}
+        if large:
+            torch.set_num_threads(2)
+            row |= time_large(run)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trained_runs(names, warm: bool) -> list[str]:
+    """Today's model ("shipped") and the runs of ``names`` that have weights."""
+    return ["shipped"] + [
+        run_dir(n, warm).name for n in names if (run_dir(n, warm) / "last.pth.tar").exists()
+    ]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers bakeoff")
+    p.add_argument("what", choices=("train", "points", "summary", "ceiling"))
+    p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--warm", action="store_true", help="the warm-started runs (from the shipped model)")
+    p.add_argument("--set", choices=("leaves", "photos"), default="leaves", help="points: validation images")
+    p.add_argument("--large", action="store_true", help="summary: also time the 12-megapixel image")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.what == "train":
+        train_all(args.only, args.steps, args.warm)
+    elif args.what == "points":
+        runs = trained_runs(args.only, args.warm)
+        # Other runs' rows stay: a run measured in an earlier session need not be measured again.
+        replace_rows(rd_points(runs, args.set), POINTS / f"bakeoff_points_{args.set}.csv")
+    elif args.what == "ceiling":
+        runs = trained_runs(args.only, args.warm)
+        table = ceiling(runs)
+        save_table(table, "transform_ceiling", paths.TABLES)
+        print(table.round(2).to_string(index=False))
+    else:
+        points = pd.concat([pd.read_csv(p) for p in sorted(POINTS.glob("bakeoff_points_*.csv"))])
+        table = summary(points, args.large)
+        save_table(table, "bakeoff", paths.TABLES)
+        print(table.round(2).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Codec v3 training campaign (issue 19): one long run of the ``v3`` candidate, continued in every session.
+
+    python -m helpers campaign train --minutes 120   # resume (or start) the run; stops cleanly at the deadline
+    python -m helpers campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
+    python -m helpers campaign curve                 # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
+    python -m helpers campaign step-times            # the bare training step against the loop's, side by side
+
+Where a session finds the run's resumable state (``last.pth.tar``, ignored by git) it resumes exactly. Where the
+machine was replaced and only the committed weights are left, the run continues from them at their step with a
+fresh optimiser, and ``machines.csv`` says so.
+
+The run starts from scratch. Two warm starts from the shipped model widened to M = 320 were tried first and
+stopped (their logs are beside this run): widened silent (``v3_attempt1_silent``, 4,300 steps) and with the new
+latents woken (``v3_attempt2_woken``, 2,300 steps), the 192 new channels carried 0.02 and then 0.000 bpp at the
+top level and the top level stayed at 30.2-30.4 dB, the old model's ceiling: the rate term silences new channels
+faster than the synthesis learns to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from helpers import paths
+from helpers.training.bakeoff import ANCHOR, RUNS, V2_LAMBDAS, bd, ceiling, rd_points
+from helpers.training.engine import TrainConfig, build_state, cpu_model, save_state, train
+from helpers.training.runs import append_csv, atomic_save, load_training_checkpoint
+
+NAME = "v3"
+RUN = RUNS / NAME
+WEIGHTS = RUN / "weights_fp16.pt"  # committed; the resumable state (optimisers, RNGs) stays on the machine
+CURVE = RUN / "learning_curve.csv"
+# The schedule spans many sessions: a constant rate with a late cosine decay; later sessions may move
+# ``steps``/``decay_start`` (resume overrides) once the curve flattens.
+RECIPE = dict(arch=NAME, lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-3,
+              decay_start=0.9, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
+              val_images=12)  # fmt: skip
+
+
+def _from_committed_weights() -> None:
+    """Rebuilds a resumable state from the committed float16 weights: same step, fresh optimisers and RNGs."""
+    saved = torch.load(WEIGHTS, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(saved["config"])
+    st = build_state(cfg, None, None, 0, torch.device("cpu"))
+    st.model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in saved["model"].items()}
+    )
+    st.step = saved["step"]
+    save_state(st, RUN / "last.pth.tar", 1, 0)
+    append_csv(RUN / "machines.csv", {"time": time.strftime("%Y-%m-%d %H:%M"), "step": st.step, "cpu": cpu_model(),
+                                      "threads": torch.get_num_threads(), "fp32_s": "", "bf16_s": "",
+                                      "precision": "resumed from committed weights, fresh optimiser"})  # fmt: skip
+
+
+def train_for(minutes: float) -> None:
+    deadline = time.time() + 60 * minutes
+    if (RUN / "last.pth.tar").exists():
+        train(RUN, progress=False, deadline=deadline)
+    elif WEIGHTS.exists():
+        _from_committed_weights()
+        train(RUN, progress=False, deadline=deadline)
+    else:
+        train(RUN, TrainConfig(), overrides=RECIPE, progress=False, deadline=deadline)
+
+
+def export() -> None:
+    """The run's weights in float16 (a few MB): what git keeps of the campaign between sessions."""
+    ckpt = load_training_checkpoint(RUN / "last.pth.tar")
+    model = {k: v.half() if v.is_floating_point() and not k.endswith("lambdas") else v
+             for k, v in ckpt["model"].items()}  # fmt: skip
+    atomic_save({"model": model, "config": ckpt["config"], "step": ckpt["step"]}, WEIGHTS)
+    print(f"{WEIGHTS.relative_to(paths.ROOT)}: step {ckpt['step']}, {WEIGHTS.stat().st_size / 2**20:.1f} MiB")
+
+
+def campaign_hours() -> float:
+    """Wall-clock hours of this run's steps (each log row covers the steps since the one before)."""
+    log = pd.read_csv(RUN / "train_log.csv")
+    return float((log.sec_per_step * log.step.diff().fillna(log.step.iloc[0])).sum() / 3600)
+
+
+def curve_row(n_leaves: int = 12) -> dict:
+    """Steps, CPU-hours, BD-rate vs AVIF 4:4:4 speed 4 on validation leaves (real rANS streams), top-level PSNR
+    and the unquantised ceiling on test leaves."""
+    points = rd_points([NAME], "leaves", n_leaves)
+    anchor, ours = points[points.codec == ANCHOR], points[points.codec == NAME]
+    ceil = ceiling([NAME]).iloc[0]
+    row = {"time": time.strftime("%Y-%m-%d %H:%M"), "steps": int(ours.step.iloc[0]),
+           "cpu_hours": round(campaign_hours(), 2), "cpu": cpu_model(), "val_leaves": n_leaves,
+           "bd_psnr_vs_avif_pct": round(bd(anchor, ours, "psnr"), 1),
+           "bd_msssim_db_vs_avif_pct": round(bd(anchor, ours, "ms_ssim_db"), 1),
+           "top_psnr": round(float(ours.psnr.max()), 2), "top_bpp": round(float(ours.bpp.max()), 3),
+           "ceiling_psnr_unquantised": round(float(ceil.psnr_unquantised), 2)}  # fmt: skip
+    append_csv(CURVE, row)
+    return row
+
+
+def new_channel_bits(n_leaves: int = 4) -> pd.DataFrame:
+    """Estimated bpp per level carried by the latent channels beyond the shipped model's M (128): the check
+    that the widened channels woke up."""
+    from helpers.training.bakeoff import _to_tensor, load_candidate, validation_images
+
+    model, _ = load_candidate(NAME)
+    old_m = load_training_checkpoint(paths.SHIPPED_CHECKPOINT)["config"]["M"]
+    imgs = validation_images(n_leaves)["leaves"]
+    rows = []
+    with torch.no_grad():
+        for level in range(model.num_levels):
+            bits = np.zeros(2)
+            for img in imgs:
+                x = _to_tensor(img)
+                lik = model.latent_codec(model.gain(model.g_a(x), level))["likelihoods"]["y"]
+                per_channel = -torch.log2(lik).sum((0, 2, 3))
+                bits += [per_channel[:old_m].sum().item(), per_channel[old_m:].sum().item()]
+            px = len(imgs) * imgs[0].shape[0] * imgs[0].shape[1]
+            rows.append({"level": level + 1, "old_bpp": bits[0] / px, "new_bpp": bits[1] / px})
+    return pd.DataFrame(rows)
+
+
+def step_times(steps: int = 6) -> dict:
+    """Seconds per training step of this run's recipe on this machine: the bare step (one fixed batch, so
+    no sampling) against the loop's (crops sampled and augmented from the uint8 arrays), alternately."""
+    import statistics
+
+    from helpers.training.engine import (
+        RateDistortionLoss,
+        TrainStep,
+        build_data,
+        resolve_precision,
+        train_step,
+    )
+
+    cfg = TrainConfig.from_dict(RECIPE)
+    st = build_state(cfg, None, None, 0, torch.device("cpu"))
+    resolve_precision(st, RUN, log=False)
+    sampler, _ = build_data(cfg, paths.data_dir(), paths.MANIFEST, st.generator, progress=False)
+    net, loss_fn, batch = TrainStep(st.model), RateDistortionLoss(cfg), sampler()
+    times = {"bare": [], "loop": []}
+    for i in range(steps + 1):
+        for kind, source in (("bare", lambda: batch), ("loop", sampler)):
+            t0 = time.perf_counter()
+            train_step(st, net, loss_fn, source)
+            if i:  # the first of each warms up
+                times[kind].append(time.perf_counter() - t0)
+    row = {"time": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
+           "precision": "bf16" if st.amp_dtype is not None else "fp32",
+           **{f"{k}_s_per_step": round(statistics.median(v), 3) for k, v in times.items()}}  # fmt: skip
+    append_csv(RUN / "step_times.csv", row)
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers campaign")
+    p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times"))
+    p.add_argument("--minutes", type=float, default=60.0, help="train: stop after this long (resumable)")
+    args = p.parse_args(argv)
+    if args.what == "train":
+        train_for(args.minutes)
+    elif args.what == "export":
+        export()
+    elif args.what == "curve":
+        print(pd.DataFrame([curve_row()]).to_string(index=False))
+    elif args.what == "step-times":
+        print(step_times())
+    else:
+        print(new_channel_bits().round(4).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
