@@ -1,7 +1,7 @@
 """Shipped checkpoints: loading one, the weights hash that files record, and the shipped tunes.
 
 A shipped checkpoint is a dict ``{"name", "architecture", "model", "config", "step", "weights_sha256"}``: the
-weights with the rANS tables built, the architecture's name and configuration (``models.ARCHITECTURES``; a
+weights with the rANS tables built, the architecture's name and configuration (``models.build``; a
 checkpoint without one is a ``leaf-hyperprior``, as every checkpoint before codec v3), and the SHA-256 of the
 weights, whose first 8 bytes every ``.leaf`` file records beside the model's name, so that a file is never
 decoded with other weights. ``helpers.training.shipping`` writes them.

@@ -31,7 +31,7 @@ from compressai.models.utils import conv, deconv
 from torch import nn
 
 from helpers.codec.latent_coding import BoundedGaussianConditional, ContextTiles, GaussianTiles
-from helpers.codec.models import CodingModel, LevelGain, architecture
+from helpers.codec.models import CodingModel, LevelGain
 
 
 def _dw_down(cin: int, cout: int) -> nn.Module:
@@ -144,7 +144,6 @@ def _groups(entropy: str, M: int) -> list[int]:
     return [M // 4] * 4 if entropy == "channel" else [8, 8, 16, 32, M - 64]
 
 
-@architecture
 class ComposedModel(CodingModel):
     """g_a -> gain -> latent codec (hyperprior + y context) -> inverse gain -> g_s."""
 

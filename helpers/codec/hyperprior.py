@@ -16,7 +16,7 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from helpers.codec.latent_coding import GaussianTiles
-from helpers.codec.models import DEFAULT_LAMBDAS, CodingModel, LevelGain, architecture
+from helpers.codec.models import DEFAULT_LAMBDAS, CodingModel, LevelGain
 
 # State-dict keys of the gains as the shipped checkpoints store them (before the gains were a module).
 _LEGACY_KEYS = {"gain.log": "log_gain", "inv_gain.log": "log_inv_gain"}
@@ -34,7 +34,6 @@ def _from_legacy_keys(module, state_dict, prefix, *args):
             state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
-@architecture
 class LeafHyperprior(CodingModel):
     """Mean-scale hyperprior with quality-level gain units (``gain`` before rounding, ``inv_gain`` after)."""
 
@@ -70,7 +69,6 @@ class LeafHyperprior(CodingModel):
             deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
             conv(M * 3 // 2, M * 2, stride=1, kernel_size=3),
         )  # fmt: skip
-        self._coding = {}  # a plain dict, not a submodule: the float64 copy of h_s (see h_s64), not in state_dict
         # Synthesis input in training: rounded with a straight-through gradient, or the noisy latent.
         self.ste_synthesis = True
         self.register_state_dict_post_hook(_to_legacy_keys)

@@ -11,7 +11,7 @@
 * ``tile_codec`` compresses and decompresses one coding tile's latent given those side parameters and returns
   its streams (``helpers.codec.latent_coding``): a mean-scale Gaussian, or a CompressAI latent codec with a
   channel or checkerboard context.
-* ``architecture`` and ``config()`` rebuild the model from a shipped checkpoint (``ARCHITECTURES``).
+* ``architecture`` and ``config()`` rebuild the model from a shipped checkpoint (``build``).
 
 Levels: the model and ``LevelGain`` take a 0-based ``index`` (float allowed: between two trained levels the gains
 are interpolated log-linearly); files, the command line and ``LeafCodec`` use the 1-based ``level``.
@@ -107,6 +107,10 @@ class CodingModel(CompressionModel):
 
     architecture: str
 
+    def __init__(self):
+        super().__init__()
+        self._coding = {}  # a plain dict, not a submodule: the float64 copy of h_s (see h_s64), not in state_dict
+
     def config(self) -> dict:
         raise NotImplementedError
 
@@ -120,16 +124,15 @@ class CodingModel(CompressionModel):
 
     def update(self, scale_table_=None, force: bool = False) -> bool:
         """Build the CDF tables the rANS coder needs; must run once after training or loading."""
-        self.__dict__.setdefault("_coding", {}).clear()
+        self._coding.clear()
         return super().update(scale_table_, force=force)
 
     @property
     def h_s64(self) -> nn.Module:
         """The float64 copy of ``h_s`` that coding runs (built on first use; ``update`` discards it)."""
-        coding = self.__dict__.setdefault("_coding", {})  # a plain dict: not a submodule, not in state_dict
-        if "h_s64" not in coding:
-            coding["h_s64"] = copy.deepcopy(self.h_s).double().eval().requires_grad_(False)
-        return coding["h_s64"]
+        if "h_s64" not in self._coding:
+            self._coding["h_s64"] = copy.deepcopy(self.h_s).double().eval().requires_grad_(False)
+        return self._coding["h_s64"]
 
     @torch.no_grad()
     def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
@@ -149,20 +152,12 @@ class CodingModel(CompressionModel):
         return self.g_s(self.inv_gain(y_hat, index)).clamp_(0, 1)
 
 
-# name -> class; filled by the architecture modules (``hyperprior``, ``composed``) as they are imported.
-ARCHITECTURES: dict[str, type] = {}
-
-
-def architecture(cls):
-    """Class decorator: register an architecture under its ``architecture`` name."""
-    ARCHITECTURES[cls.architecture] = cls
-    return cls
-
-
 def build(name: str, config: dict) -> CodingModel:
     """The model of architecture ``name`` with ``config`` (as ``config()`` returned it); untrained."""
-    from helpers.codec import composed, hyperprior  # noqa: F401  (they register their classes)
+    from helpers.codec.composed import ComposedModel
+    from helpers.codec.hyperprior import LeafHyperprior
 
-    if name not in ARCHITECTURES:
+    classes = {cls.architecture: cls for cls in (LeafHyperprior, ComposedModel)}
+    if name not in classes:
         raise KeyError(f"unknown architecture {name!r}")
-    return ARCHITECTURES[name](**config)
+    return classes[name](**config)
