@@ -76,7 +76,7 @@ class LeafCodec:
         if backend not in BACKENDS:
             raise CodecError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.model, ckpt = load_model(checkpoint)
-        self.model_name = ckpt["name"]
+        self.model_name, self.step = ckpt["name"], ckpt.get("step") or 0
         self.hash = bytes.fromhex(ckpt["weights_sha256"])[:8]
         self.levels = list(range(1, self.model.num_levels + 1))
         _ = self.model.h_s64  # built now, not by two tile workers at once

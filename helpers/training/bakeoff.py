@@ -124,19 +124,21 @@ def load_candidate(run: str):
     return model, ckpt.get("step") or 0
 
 
-def _codecs(runs) -> list[Codec]:
-    """The study's AVIF 4:4:4 speed 4 (its qualities) and every run as the codec that writes ``.leaf`` files."""
+def _codecs(leaves: dict[str, LeafCodec]) -> list[Codec]:
+    """The study's AVIF 4:4:4 speed 4 (its qualities) and every run's ``LeafCodec`` (by run name), which writes
+    ``.leaf`` files."""
     avif = next(c for c in classical_codecs() if c.name == ANCHOR)
-    return [avif] + [learned_codec(LeafCodec(codec_checkpoint(run)), name=run) for run in runs]
+    return [avif] + [learned_codec(leaf, name=run) for run, leaf in leaves.items()]
 
 
 def rd_points(runs, set_name: str, n_leaves: int = 24) -> pd.DataFrame:
     """Mean bpp (of real files), PSNR, MS-SSIM dB and per-call coding times per codec and setting on one
     validation set, through the study's evaluation loop (``evaluate.evaluate``, one thread per image)."""
     images = validation_images(n_leaves)[set_name]
-    per_image = evaluate(_codecs(runs), images, lpips=False, progress=False)
+    leaves = {run: LeafCodec(codec_checkpoint(run)) for run in runs}
+    per_image = evaluate(_codecs(leaves), images, lpips=False, progress=False)
     points = mean_by_setting(per_image, ["psnr", "ms_ssim_db", "encode_ms", "decode_ms"], std=())
-    steps = {run: load_candidate(run)[1] for run in runs}
+    steps = {run: leaf.step for run, leaf in leaves.items()}
     return points.assign(step=points.codec.map(steps), set=set_name)
 
 
