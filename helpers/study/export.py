@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from helpers.codec.fileio import atomic_write
+from helpers.codec.latent_coding import compress_hyper
 from helpers.codec.models import CodingModel, pad_to_stride, single_thread
 from helpers.codec.onnx_runtime import (  # noqa: F401  (the notebook's and tests' view of the ONNX parts)
     EXPORT_DIR,
@@ -112,18 +113,18 @@ def diff_stats(out, ref) -> dict:
 
 @torch.no_grad()
 def reference_intermediates(model: CodingModel, rgb: np.ndarray, level: int) -> dict:
-    """PyTorch's inputs and outputs of each part for one (single-tile) image at 1-based ``level``, as the codec
-    computes them."""
+    """PyTorch's inputs and outputs of each part for one (single-tile) image at 1-based ``level``, through the
+    codec's own coding steps (the hyper-latent's and the tile's streams, written and read back)."""
     x = pad_to_stride(torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255))
     with single_thread():
         y_raw = model.g_a(x)
         y = model.gain(y_raw, level - 1)
         z = model.h_a(y)
-        medians = model.entropy_bottleneck._get_medians()
-        z_hat = torch.round(z - medians) + medians  # what the decoder reconstructs from the z stream
+        _, z_hat = compress_hyper(model.entropy_bottleneck, z)
         params = model.hyper_synthesis(z_hat)
         means, indexes = model.tile_codec.parameters(params)
-        y_hat = (torch.round(y.double() - means) + means).float()
+        streams, _ = model.tile_codec.compress(y, params)
+        y_hat, _ = model.tile_codec.decompress(streams, params, y.shape[-2:], "latent stream")
         g_s_in = model.inv_gain(y_hat, level - 1)
         x_hat = model.g_s(g_s_in)
     return {"x": x, "y_raw": y_raw, "y": y, "z": z, "z_hat": z_hat, "params": params, "means": means,
