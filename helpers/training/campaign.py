@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 
 from helpers import paths
+from helpers.study.tables import relative_name
 from helpers.training.bakeoff import ANCHOR, RUNS, V2_LAMBDAS, bd, ceiling, rd_points
-from helpers.training.engine import TrainConfig, build_state, cpu_model, save_state, train
+from helpers.training.engine import TrainConfig, build_model, build_state, cpu_model, save_state, train
 from helpers.training.runs import append_csv, atomic_save, load_training_checkpoint
 
 NAME = "v3"
@@ -44,16 +45,20 @@ RECIPE = dict(arch=NAME, lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=1
 def _from_committed_weights() -> None:
     """Rebuilds a resumable state from the committed float16 weights: same step, fresh optimisers and RNGs."""
     saved = torch.load(WEIGHTS, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(saved["config"])
+    cfg = TrainConfig.from_dict({**saved["config"], "warm_from": saved["step"]})
     st = build_state(cfg, None, None, 0, torch.device("cpu"))
-    st.model.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in saved["model"].items()}
-    )
+    # Files written before session 11 also held the buffers in float16, which zeroed the 1e-9 likelihood bounds
+    # (an infinite loss at once): such lossy buffers give way to the model's own constants.
+    buffers = {n for n, _ in st.model.named_buffers()}
+    state = st.model.state_dict()
+    state.update({k: v.float() if v.dtype == torch.float16 else v for k, v in saved["model"].items()
+                  if not (k in buffers and v.dtype == torch.float16)})  # fmt: skip
+    st.model.load_state_dict(state)
     st.step = saved["step"]
     save_state(st, RUN / "last.pth.tar", 1, 0)
     append_csv(RUN / "machines.csv", {"time": time.strftime("%Y-%m-%d %H:%M"), "step": st.step, "cpu": cpu_model(),
                                       "threads": torch.get_num_threads(), "fp32_s": "", "bf16_s": "",
-                                      "precision": "resumed from committed weights, fresh optimiser"})  # fmt: skip
+                                      "precision": f"resumed from committed weights, fresh optimiser ({cfg.warmup_steps}-step warmup)"})  # fmt: skip
 
 
 def train_for(minutes: float) -> None:
@@ -70,10 +75,11 @@ def train_for(minutes: float) -> None:
 def export() -> None:
     """The run's weights in float16 (a few MB): what git keeps of the campaign between sessions."""
     ckpt = load_training_checkpoint(RUN / "last.pth.tar")
-    model = {k: v.half() if v.is_floating_point() and not k.endswith("lambdas") else v
-             for k, v in ckpt["model"].items()}  # fmt: skip
+    buffers = {n for n, _ in build_model(TrainConfig.from_dict(ckpt["config"])).named_buffers()}
+    # Parameters in float16; buffers (bounds as small as 1e-9, rANS tables) stay exact.
+    model = {k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in ckpt["model"].items()}
     atomic_save({"model": model, "config": ckpt["config"], "step": ckpt["step"]}, WEIGHTS)
-    print(f"{WEIGHTS.relative_to(paths.ROOT)}: step {ckpt['step']}, {WEIGHTS.stat().st_size / 2**20:.1f} MiB")
+    print(f"{relative_name(WEIGHTS)}: step {ckpt['step']}, {WEIGHTS.stat().st_size / 2**20:.1f} MiB")
 
 
 def campaign_hours() -> float:

@@ -69,6 +69,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     decay_start: float = 0.75  # fraction of steps at constant lr before the cosine decay to min_lr
     warmup_steps: int = 200
+    warm_from: int = 0  # step the warmup counts from: a run resumed with a fresh optimiser warms up again
     aux_lr: float = 1e-3
     clip_grad: float = 1.0
     precision: str = "auto"  # auto: fp16+GradScaler on CUDA, bf16 autocast on CPU; or fp32
@@ -98,13 +99,13 @@ RESUME_OVERRIDABLE = ("steps", "decay_start", "min_lr", "checkpoint_every", "log
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    # Fresh Adam moments take large steps at first, so the rate ramps up from the step they were created at.
+    ramp = min(1.0, (step - cfg.warm_from + 1) / max(1, cfg.warmup_steps))
     start = int(cfg.decay_start * cfg.steps)
     if step < start:
-        return cfg.lr
+        return cfg.lr * ramp
     t = min(1.0, (step - start) / max(1, cfg.steps - start))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+    return ramp * (cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t)))
 
 
 def build_model(cfg: TrainConfig) -> CodingModel:

@@ -1,0 +1,63 @@
+"""The campaign's committed weights: what a session on a new machine resumes from."""
+
+import pytest
+import torch
+
+from helpers.training import campaign
+from helpers.training import engine as train
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "RUN", tmp_path)
+    monkeypatch.setattr(campaign, "WEIGHTS", tmp_path / "weights_fp16.pt")
+    return tmp_path
+
+
+def _trained_state(run_dir):
+    """A tiny model whose parameters moved away from their initial values, saved as a run's resumable state."""
+    cfg = train.TrainConfig.from_dict(train.TINY_RECIPE)
+    st = train.build_state(cfg, None, None, 0, torch.device("cpu"))
+    with torch.no_grad():
+        for p in st.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    st.step = 1234
+    train.save_state(st, run_dir / "last.pth.tar", 1, 0)
+    return st
+
+
+def test_committed_weights_resume_with_exact_buffers(run_dir):
+    st = _trained_state(run_dir)
+    campaign.export()
+    (run_dir / "last.pth.tar").unlink()  # a new machine: only the committed weights are left
+    campaign._from_committed_weights()
+    resumed = train.load_training_checkpoint(run_dir / "last.pth.tar")
+    assert resumed["step"] == 1234 and resumed["config"]["warm_from"] == 1234
+    buffers = dict(st.model.named_buffers())
+    for name, value in st.model.state_dict().items():
+        got = resumed["model"][name]
+        if name in buffers:  # bounds such as the 1e-9 likelihood floor must survive (float16 made them 0)
+            assert torch.equal(got, value), name
+        else:  # parameters are float16 in git: within its rounding
+            torch.testing.assert_close(got, value, rtol=1e-3, atol=1e-4)
+
+
+def test_fresh_optimiser_warms_up_again():
+    cfg = train.TrainConfig(steps=1000, lr=1e-3, warmup_steps=10, decay_start=0.5, warm_from=100)
+    assert train.learning_rate(cfg, 100) == pytest.approx(1e-4)
+    assert train.learning_rate(cfg, 109) == pytest.approx(1e-3)
+    late = train.TrainConfig(**{**cfg.__dict__, "warm_from": 700})
+    assert train.learning_rate(late, 700) == pytest.approx(0.1 * train.learning_rate(cfg, 700))
+
+
+def test_weights_written_before_the_fix_resume_with_the_models_own_buffers(run_dir):
+    st = _trained_state(run_dir)
+    old_style = {k: v.half() if v.is_floating_point() and not k.endswith("lambdas") else v
+                 for k, v in st.model.state_dict().items()}  # fmt: skip
+    torch.save({"model": old_style, "config": st.cfg.__dict__, "step": st.step}, campaign.WEIGHTS)
+    (run_dir / "last.pth.tar").unlink()
+    campaign._from_committed_weights()
+    resumed = train.load_training_checkpoint(run_dir / "last.pth.tar")["model"]
+    for name, value in st.model.named_buffers():
+        assert torch.equal(resumed[name], value), name
+    torch.testing.assert_close(resumed["log_gain"], st.model.log_gain.detach(), rtol=1e-3, atol=1e-4)
