@@ -77,7 +77,9 @@ def export() -> None:
     ckpt = load_training_checkpoint(RUN / "last.pth.tar")
     buffers = {n for n, _ in build_model(TrainConfig.from_dict(ckpt["config"])).named_buffers()}
     # Parameters in float16; buffers (bounds as small as 1e-9, rANS tables) stay exact.
-    model = {k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in ckpt["model"].items()}
+    model = {
+        k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in ckpt["model"].items()
+    }
     atomic_save({"model": model, "config": ckpt["config"], "step": ckpt["step"]}, WEIGHTS)
     print(f"{relative_name(WEIGHTS)}: step {ckpt['step']}, {WEIGHTS.stat().st_size / 2**20:.1f} MiB")
 
