@@ -61,3 +61,12 @@ def test_weights_written_before_the_fix_resume_with_the_models_own_buffers(run_d
     for name, value in st.model.named_buffers():
         assert torch.equal(resumed[name], value), name
     torch.testing.assert_close(resumed["log_gain"], st.model.log_gain.detach(), rtol=1e-3, atol=1e-4)
+
+
+def test_train_moves_the_schedule_when_asked(run_dir, monkeypatch):
+    _trained_state(run_dir)
+    calls = []
+    monkeypatch.setattr(campaign, "train", lambda run, **kw: calls.append(kw["overrides"]))
+    campaign.main(["train", "--minutes", "1", "--steps", "150000", "--decay-start", "0.5"])
+    campaign.main(["train", "--minutes", "1"])
+    assert calls == [{"steps": 150000, "decay_start": 0.5}, {}]

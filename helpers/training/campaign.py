@@ -61,15 +61,18 @@ def _from_committed_weights() -> None:
                                       "precision": f"resumed from committed weights, fresh optimiser ({cfg.warmup_steps}-step warmup)"})  # fmt: skip
 
 
-def train_for(minutes: float) -> None:
+def train_for(minutes: float, schedule: dict | None = None) -> None:
+    """Resume (or start) the run until ``minutes`` have passed; ``schedule`` moves its ``steps`` and
+    ``decay_start`` (where the cosine decay begins, as a fraction of ``steps``) once the curve flattens."""
     deadline = time.time() + 60 * minutes
+    schedule = schedule or {}
     if (RUN / "last.pth.tar").exists():
-        train(RUN, progress=False, deadline=deadline)
+        train(RUN, overrides=schedule, progress=False, deadline=deadline)
     elif WEIGHTS.exists():
         _from_committed_weights()
-        train(RUN, progress=False, deadline=deadline)
+        train(RUN, overrides=schedule, progress=False, deadline=deadline)
     else:
-        train(RUN, TrainConfig(), overrides=RECIPE, progress=False, deadline=deadline)
+        train(RUN, TrainConfig(), overrides={**RECIPE, **schedule}, progress=False, deadline=deadline)
 
 
 def export() -> None:
@@ -164,9 +167,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers campaign")
     p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times"))
     p.add_argument("--minutes", type=float, default=60.0, help="train: stop after this long (resumable)")
+    p.add_argument("--steps", type=int, help="train: move the schedule's last step")
+    p.add_argument(
+        "--decay-start", type=float, help="train: where the cosine decay begins, a fraction of steps"
+    )
     args = p.parse_args(argv)
     if args.what == "train":
-        train_for(args.minutes)
+        schedule = {"steps": args.steps, "decay_start": args.decay_start}
+        train_for(args.minutes, {k: v for k, v in schedule.items() if v is not None})
     elif args.what == "export":
         export()
     elif args.what == "curve":
