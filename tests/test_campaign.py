@@ -1,5 +1,7 @@
 """The campaign's committed weights: what a session on a new machine resumes from."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -46,7 +48,7 @@ def test_fresh_optimiser_warms_up_again():
     cfg = train.TrainConfig(steps=1000, lr=1e-3, warmup_steps=10, decay_start=0.5, warm_from=100)
     assert train.learning_rate(cfg, 100) == pytest.approx(1e-4)
     assert train.learning_rate(cfg, 109) == pytest.approx(1e-3)
-    late = train.TrainConfig(**{**cfg.__dict__, "warm_from": 700})
+    late = dataclasses.replace(cfg, warm_from=700)
     assert train.learning_rate(late, 700) == pytest.approx(0.1 * train.learning_rate(cfg, 700))
 
 

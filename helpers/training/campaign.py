@@ -66,10 +66,9 @@ def train_for(minutes: float, schedule: dict | None = None) -> None:
     ``decay_start`` (where the cosine decay begins, as a fraction of ``steps``) once the curve flattens."""
     deadline = time.time() + 60 * minutes
     schedule = schedule or {}
-    if (RUN / "last.pth.tar").exists():
-        train(RUN, overrides=schedule, progress=False, deadline=deadline)
-    elif WEIGHTS.exists():
+    if not (RUN / "last.pth.tar").exists() and WEIGHTS.exists():
         _from_committed_weights()
+    if (RUN / "last.pth.tar").exists():
         train(RUN, overrides=schedule, progress=False, deadline=deadline)
     else:
         train(RUN, TrainConfig(), overrides={**RECIPE, **schedule}, progress=False, deadline=deadline)
