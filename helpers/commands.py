@@ -99,9 +99,18 @@ def _cmd_metrics(args) -> int:
 
 
 def _cmd_benchmark(args) -> int:
-    from helpers.study.benchmark import run
+    from helpers.study.benchmark import CODECS, run
 
-    run(n_small=args.images, large=not args.no_large, checkpoint=args.checkpoint)
+    unknown = sorted(set(args.codecs or ()) - set(CODECS))
+    if unknown:
+        raise LeafCodecError(f"unknown codec {', '.join(unknown)} (choose from {', '.join(CODECS)})")
+    run(
+        n_small=args.images,
+        large=not args.no_large,
+        checkpoint=args.checkpoint,
+        against=args.against,
+        codecs=args.codecs or CODECS,
+    )
     return 0
 
 
@@ -156,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", type=int, default=8, help="256x256 test images to time")
     s.add_argument("--no-large", action="store_true", help="skip the 12-megapixel image")
     s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.add_argument("--against", help="a second model checkpoint, timed in the same run (row 'against')")
+    s.add_argument("--codecs", nargs="+", help="codecs to time (default: ours and every classical one)")
     s.set_defaults(func=_cmd_benchmark)
     _add_study_commands(sub)
     return p

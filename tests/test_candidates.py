@@ -1,10 +1,13 @@
-"""Codec v2 candidates: a wider candidate warm-started from a narrower one computes what the narrower one did."""
+"""Codec v2 and v3 candidates: a wider candidate warm-started from a narrower one computes what the narrower one
+did; v3's context-model forks start from v3's weights and stay within the decoder budget."""
 
 import pytest
 import torch
 
+from helpers.codec.composed import ComposedModel
 from helpers.codec.errors import CheckpointError
-from helpers.training.candidates import candidate, widen_state
+from helpers.codec.hyperprior import LeafHyperprior
+from helpers.training.candidates import CANDIDATES, candidate, decoder_kmacs_per_pixel, widen_state
 from helpers.training.engine import fine_tune_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -93,3 +96,28 @@ def test_v3_hyper_synthesis_is_bounded_in_width():
     ]
     assert model.M == 320 and widths == [192, 192, 640]
     assert sum(p.numel() for p in model.parameters()) < 5_000_000  # float16 weights under 10 MB
+
+
+@pytest.mark.parametrize("name", ["v3_channel", "v3_checkerboard"])
+def test_v3_context_models_keep_the_decoder_within_twice_todays_cost(name):
+    today = decoder_kmacs_per_pixel(LeafHyperprior(64, 128, LAMBDAS), size=128)["decoder"]
+    light = decoder_kmacs_per_pixel(candidate(name, LAMBDAS), size=128)["decoder"]
+    transform, N, M, entropy, hidden, _ = CANDIDATES[name]
+    full = decoder_kmacs_per_pixel(ComposedModel(transform, N, M, entropy, LAMBDAS, hidden), size=128)[
+        "decoder"
+    ]
+    assert light <= 2 * today < full  # the full-size context would break the budget at M = 320
+
+
+@pytest.mark.parametrize("name", ["v3_channel", "v3_checkerboard"])
+def test_a_v3_fork_starts_from_v3s_transforms_and_hyperprior(name):
+    torch.manual_seed(0)
+    v3 = candidate("v3", LAMBDAS).state_dict()
+    fork = candidate(name, LAMBDAS)
+    missing, _ = fork.load_state_dict(fine_tune_state(v3, fork), strict=False)
+    loaded = fork.state_dict()
+    for key in v3:
+        if key.startswith(("g_a.", "g_s.", "gain.", "inv_gain.", "latent_codec.hyper.")):
+            assert torch.equal(loaded[key], v3[key]), key
+    # Only the context model is new.
+    assert missing and all(".hyper." not in k and not k.startswith(("g_a.", "g_s.")) for k in missing)

@@ -12,7 +12,9 @@ a bit by hand:
 
 Transforms: ``gdn`` is the 4-layer conv/GDN stack; ``dwsep`` replaces each inner 5x5 convolution by a depthwise
 5x5 and a pointwise 1x1 (the paper's depthwise-separable transforms), which buys width cheaply. ``hyper_hidden``
-bounds the hyper-synthesis' hidden widths (M and 1.5 M otherwise), so a wide latent keeps it slim.
+bounds the hyper-synthesis' hidden widths (M and 1.5 M otherwise), so a wide latent keeps it slim;
+``light_context`` slims the context networks for the same reason (3x3 channel-context nets; a checkerboard
+context in groups of 8 channels).
 """
 
 from __future__ import annotations
@@ -76,12 +78,12 @@ def _pointwise(cin: int, cout: int, hidden: int) -> nn.Module:
     )  # fmt: skip
 
 
-def _context(cin: int, cout: int) -> nn.Module:
-    """Channel context: a light 3-layer 5x5 net on the already decoded groups."""
+def _context(cin: int, cout: int, k: int = 5) -> nn.Module:
+    """Channel context: a light 3-layer k x k net on the already decoded groups."""
     return nn.Sequential(
-        conv(cin, 96, stride=1, kernel_size=5), nn.LeakyReLU(inplace=True),
-        conv(96, 64, stride=1, kernel_size=5), nn.LeakyReLU(inplace=True),
-        conv(64, cout, stride=1, kernel_size=5),
+        conv(cin, 96, stride=1, kernel_size=k), nn.LeakyReLU(inplace=True),
+        conv(96, 64, stride=1, kernel_size=k), nn.LeakyReLU(inplace=True),
+        conv(64, cout, stride=1, kernel_size=k),
     )  # fmt: skip
 
 
@@ -102,36 +104,43 @@ def _gaussian(entropy_parameters: nn.Module | None = None, grouped: bool = False
                gaussian_conditional=BoundedGaussianConditional(None))  # fmt: skip
 
 
-def _checkerboard(c: int, side: int) -> CheckerboardLatentCodec:
-    """Checkerboard codec of ``c`` channels; ``side`` channels of parameters come from hyperprior/groups."""
+def _checkerboard(c: int, side: int, light: bool = False) -> CheckerboardLatentCodec:
+    """Checkerboard codec of ``c`` channels; ``side`` channels of parameters come from hyperprior/groups.
+    ``light``: the context reads its neighbours in groups of 8 channels (1/(c/8) of the full conv's cost) and
+    the parameter net is half as wide, so a wide latent keeps the decoder within budget."""
+    groups = c // 8 if light else 1
     return CheckerboardLatentCodec(
         latent_codec={"y": _gaussian()},
-        context_prediction=CheckerboardMaskedConv2d(c, 2 * c, kernel_size=5, stride=1, padding=2),
-        entropy_parameters=_pointwise(2 * c + side, 2 * c, max(64, 2 * c)),
+        context_prediction=CheckerboardMaskedConv2d(
+            c, 2 * c, kernel_size=5, stride=1, padding=2, groups=groups
+        ),
+        entropy_parameters=_pointwise(2 * c + side, 2 * c, max(64, c if light else 2 * c)),
     )
 
 
-def _grouped(groups: list[int], M: int, spatial: bool) -> ChannelGroupsLatentCodec:
+def _grouped(groups: list[int], M: int, spatial: bool, light: bool = False) -> ChannelGroupsLatentCodec:
     acc = [sum(groups[:k]) for k in range(len(groups))]
     codecs = {}
     for k, c in enumerate(groups):
         side = 2 * M + (2 * c if k else 0)  # hyperprior params, plus the channel context's
         codecs[f"y{k}"] = (
-            _checkerboard(c, side)
+            _checkerboard(c, side, light)
             if spatial
             else _gaussian(_pointwise(side, 2 * c, 2 * c + 64), grouped=True)
         )
-    context = {f"y{k}": _context(acc[k], 2 * c) for k, c in enumerate(groups) if k}
+    k_size = 3 if light else 5  # light: 3x3 context nets, 9/25 of the 5x5 cost
+    context = {f"y{k}": _context(acc[k], 2 * c, k_size) for k, c in enumerate(groups) if k}
     return ChannelGroupsLatentCodec(latent_codec=codecs, channel_context=context, groups=groups)
 
 
-def latent_codec(kind: str, N: int, M: int, hyper_hidden: int | None = None) -> HyperpriorLatentCodec:
+def latent_codec(kind: str, N: int, M: int, hyper_hidden: int | None = None, light_context: bool = False
+                 ) -> HyperpriorLatentCodec:  # fmt: skip
     if kind == "hyperprior":
         y = _gaussian()
     elif kind == "checkerboard":
-        y = _checkerboard(M, 2 * M)
+        y = _checkerboard(M, 2 * M, light_context)
     elif kind in ("channel", "elic"):
-        y = _grouped(_groups(kind, M), M, spatial=kind == "elic")
+        y = _grouped(_groups(kind, M), M, spatial=kind == "elic", light=light_context)
     else:
         raise ValueError(f"unknown entropy model {kind!r}")
     return HyperpriorLatentCodec(latent_codec={"y": y, "hyper": _hyper(N, M, hyper_hidden)})
@@ -150,22 +159,24 @@ class ComposedModel(CodingModel):
     architecture = "composed"
 
     def __init__(self, transform: str, N: int, M: int, entropy: str, lambdas, hyper_hidden: int | None = None,
-                 name: str = ""):  # fmt: skip
+                 name: str = "", light_context: bool = False):  # fmt: skip
         super().__init__()
         if entropy not in ENTROPY_MODELS:
             raise ValueError(f"unknown entropy model {entropy!r}")
         self.name, self.N, self.M = name, N, M
         self.transform, self.entropy, self.hyper_hidden = transform, entropy, hyper_hidden
+        self.light_context = light_context
         self.g_a, self.g_s = transforms(transform, N, M)
         lam = torch.as_tensor(lambdas, dtype=torch.float32)
         self.register_buffer("lambdas", lam)
         log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])[:, None].repeat(1, M)  # step ~ lambda^-1/2
         self.gain, self.inv_gain = LevelGain(log_gain), LevelGain(-log_gain.clone())
-        self.latent_codec = latent_codec(entropy, N, M, hyper_hidden)
+        self.latent_codec = latent_codec(entropy, N, M, hyper_hidden, light_context)
 
     def config(self) -> dict:
         return {"transform": self.transform, "N": self.N, "M": self.M, "entropy": self.entropy,
-                "lambdas": [float(v) for v in self.lambdas], "hyper_hidden": self.hyper_hidden, "name": self.name}  # fmt: skip
+                "lambdas": [float(v) for v in self.lambdas], "hyper_hidden": self.hyper_hidden, "name": self.name,
+                "light_context": self.light_context}  # fmt: skip
 
     # The interface's hyperprior parts are the latent codec's own modules.
     @property

@@ -124,22 +124,26 @@ def train_step_speed(steps: int = 6) -> list[dict]:
     return rows
 
 
-def run(n_small: int = 8, large: bool = True, checkpoint=None) -> dict:
+def run(n_small: int = 8, large: bool = True, checkpoint=None, against=None, codecs=CODECS) -> dict:
+    """Times ``codecs`` (``ours``: ``checkpoint``); ``against`` adds a second checkpoint of ours, timed in the
+    same run (row ``against``), so two models' speeds compare on one machine under one load."""
     import pandas as pd
 
     from helpers.data.dataset import read_image, read_manifest, split_paths
 
-    names = CODECS
+    # (row label, codec, checkpoint)
+    runs = [(n, n, checkpoint if n == "ours" else None) for n in codecs]
+    runs += [("against", "ours", against)] if against else []
     small = [read_image(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(),
                                                  limit=n_small)]  # fmt: skip
-    res = {"small": pd.DataFrame([measure(n, small, checkpoint=checkpoint) for n in names])}
+    res = {"small": pd.DataFrame([{**measure(n, small, c), "codec": label} for label, n, c in runs])}
     print(f"\n256x256 test images ({len(small)} images, median ms):")
     print(res["small"][["codec", "setting", "bpp", "encode_ms", "decode_ms"]].round(3).to_string(index=False))
     if large:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "large.png"
             Image.fromarray(large_image()).save(path)
-            res["large"] = pd.DataFrame([_child(n, str(path), checkpoint) for n in names])
+            res["large"] = pd.DataFrame([{**_child(n, str(path), c), "codec": label} for label, n, c in runs])
         print(f"\n{LARGE_SIZE[0]}x{LARGE_SIZE[1]} image (one run each, fresh process; peak resident memory):")
         print(res["large"].round(3).to_string(index=False))
     res["train"] = pd.DataFrame(train_step_speed())

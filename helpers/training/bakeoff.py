@@ -2,9 +2,13 @@
 the same number of steps, then measure each with real rANS bytes on validation images against AVIF 4:4:4 speed 4.
 
     python -m helpers bakeoff train [--steps N] [--only NAME ...]   # resumable, one run folder per candidate
-    python -m helpers bakeoff points [--warm] [--set photos]        # real files of validation images
+    python -m helpers bakeoff points [--start warm] [--set photos]  # real files of validation images
     python -m helpers bakeoff summary [--large]                     # -> outputs/tables/bakeoff.{csv,md}
-    python -m helpers bakeoff ceiling [--warm] [--only NAME ...]    # PSNR of the transforms unquantised
+    python -m helpers bakeoff ceiling [--start warm] [--only NAME]  # PSNR of the transforms unquantised
+
+``--start`` says where the runs begin: ``scratch`` (``RECIPE``), ``warm`` (the shipped model, ``WARM_RECIPE``) or
+``fork`` (codec v3's campaign weights, ``FORK_RECIPE``: v3's entropy-model bake-off on its trained transforms) or
+``campaign`` (from scratch on the v3 campaign's recipe, to compare with v3 at equal steps: the dwsep transforms).
 
 Every point is a real ``.leaf`` file: each run's weights are exported as a codec checkpoint and measured by the
 study's evaluation loop (``helpers.study.evaluate``) beside the study's AVIF 4:4:4 speed 4, inside its BD window.
@@ -44,24 +48,47 @@ BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
 WARM_RECIPE = dict(lambdas=V2_LAMBDAS, steps=600, batch_size=4, crop=256, photo_share=0.5, lr=2e-4,
                    decay_start=0.25, warmup_steps=50, checkpoint_every=100, log_every=25, val_every=600)  # fmt: skip
 WARM = ("base", "channel", "elic")
+# Fork: codec v3's entropy models compared at the campaign's converged budget. Each contender starts from the
+# campaign's weights (transforms and hyperprior; context networks new) and all, v3 itself included, get the same
+# further steps at the campaign's crops and levels, so any difference is the entropy model's.
+FORK_RECIPE = dict(lambdas=V2_LAMBDAS, steps=10_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-4,
+                   decay_start=0.1, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
+                   val_images=12)  # fmt: skip
+FORK = ("v3", "v3_channel", "v3_checkerboard")
+# The campaign's own recipe (helpers.training.campaign), for candidates run from scratch beside v3 at equal steps.
+V3_RECIPE = dict(lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-3,
+                 decay_start=0.9, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
+                 val_images=12)  # fmt: skip
+V3_WEIGHTS = RUNS / "v3" / "weights_fp16.pt"  # the campaign's committed weights (helpers.training.campaign)
+# where runs begin -> (recipe, weights they start from, the candidates run by default)
+STARTS = {
+    "scratch": (RECIPE, None, BAKEOFF),
+    "warm": (WARM_RECIPE, paths.SHIPPED_CHECKPOINT, WARM),
+    "fork": (FORK_RECIPE, V3_WEIGHTS, FORK),
+    "campaign": (V3_RECIPE, None, ("v3_dwsep",)),
+}
 ANCHOR = "avif"  # the study's AVIF 4:4:4 speed 4 (helpers.study.baselines), at the study's qualities
 POINTS = paths.RESULTS
 PHOTO_CROP = 384  # validation photos are centre-cropped to this size to keep the bake-off quick
 
 
-def run_dir(name: str, warm: bool) -> Path:
-    return RUNS / (f"warm_{name}" if warm else name)
+def run_dir(name: str, start: str = "scratch") -> Path:
+    return RUNS / (name if start == "scratch" else f"{start}_{name}")
 
 
-def train_all(names=BAKEOFF, steps: int | None = None, warm: bool = False) -> None:
+def train_all(
+    names=BAKEOFF, steps: int | None = None, start: str = "scratch", deadline: float | None = None
+) -> None:
+    recipe, init, _ = STARTS[start]
     for name in names:
-        overrides = {**(WARM_RECIPE if warm else RECIPE), "arch": name, **({"steps": steps} if steps else {})}
-        run = run_dir(name, warm)
+        overrides = {**recipe, "arch": name, **({"steps": steps} if steps else {})}
+        run = run_dir(name, start)
         if (run / "last.pth.tar").exists():
             overrides = {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_every")}
+        if deadline is not None and time.time() >= deadline:
+            break
         print(f"== {run.name}", flush=True)
-        init = paths.SHIPPED_CHECKPOINT if warm else None
-        train(run, TrainConfig(), overrides=overrides, init_from=init, progress=False)
+        train(run, TrainConfig(), overrides=overrides, init_from=init, progress=False, deadline=deadline)
 
 
 def validation_images(n_leaves: int = 24) -> dict[str, list[np.ndarray]]:
@@ -185,33 +212,44 @@ def summary(points: pd.DataFrame, large: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def trained_runs(names, warm: bool) -> list[str]:
+def trained_runs(names, start: str) -> list[str]:
     """Today's model ("shipped") and the runs of ``names`` that have weights."""
     return ["shipped"] + [
-        run_dir(n, warm).name for n in names if (run_dir(n, warm) / "last.pth.tar").exists()
+        run_dir(n, start).name for n in names if (run_dir(n, start) / "last.pth.tar").exists()
     ]
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers bakeoff")
     p.add_argument("what", choices=("train", "points", "summary", "ceiling"))
-    p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(BAKEOFF))
+    p.add_argument(
+        "--only", nargs="+", choices=list(CANDIDATES), help="candidates (default: the start's own)"
+    )
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--warm", action="store_true", help="the warm-started runs (from the shipped model)")
+    p.add_argument(
+        "--start",
+        choices=list(STARTS),
+        default="scratch",
+        help="where the runs begin: from scratch, the shipped model (warm), codec v3's weights (fork) or from "
+        "scratch on v3's campaign recipe (campaign)",
+    )
+    p.add_argument("--minutes", type=float, default=None, help="train: stop after this long (resumable)")
     p.add_argument("--set", choices=("leaves", "photos"), default="leaves", help="points: validation images")
     p.add_argument("--large", action="store_true", help="summary: also time the 12-megapixel image")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.only = args.only or list(STARTS[args.start][2])
     if args.what == "train":
-        train_all(args.only, args.steps, args.warm)
+        deadline = time.time() + 60 * args.minutes if args.minutes else None
+        train_all(args.only, args.steps, args.start, deadline)
     elif args.what == "points":
-        runs = trained_runs(args.only, args.warm)
+        runs = trained_runs(args.only, args.start)
         # Other runs' rows stay: a run measured in an earlier session need not be measured again.
         replace_rows(rd_points(runs, args.set), POINTS / f"bakeoff_points_{args.set}.csv")
     elif args.what == "ceiling":
-        runs = trained_runs(args.only, args.warm)
+        runs = trained_runs(args.only, args.start)
         table = ceiling(runs)
         save_table(table, "transform_ceiling", paths.TABLES)
         print(table.round(2).to_string(index=False))

@@ -27,19 +27,17 @@ import torch
 
 from helpers import paths
 from helpers.study.tables import relative_name
-from helpers.training.bakeoff import ANCHOR, RUNS, V2_LAMBDAS, bd, ceiling, rd_points
+from helpers.training.bakeoff import ANCHOR, RUNS, V3_RECIPE, V3_WEIGHTS, bd, ceiling, rd_points
 from helpers.training.engine import TrainConfig, build_model, build_state, cpu_model, save_state, train
 from helpers.training.runs import append_csv, atomic_save, load_training_checkpoint
 
 NAME = "v3"
 RUN = RUNS / NAME
-WEIGHTS = RUN / "weights_fp16.pt"  # committed; the resumable state (optimisers, RNGs) stays on the machine
+WEIGHTS = V3_WEIGHTS  # committed; the resumable state (optimisers, RNGs) stays on the machine
 CURVE = RUN / "learning_curve.csv"
 # The schedule spans many sessions: a constant rate with a late cosine decay; later sessions may move
 # ``steps``/``decay_start`` (resume overrides) once the curve flattens.
-RECIPE = dict(arch=NAME, lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-3,
-              decay_start=0.9, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
-              val_images=12)  # fmt: skip
+RECIPE = {"arch": NAME, **V3_RECIPE}
 
 
 def _from_committed_weights() -> None:

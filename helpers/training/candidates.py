@@ -14,7 +14,7 @@ from torch import nn
 from helpers.codec.composed import ComposedModel
 from helpers.codec.errors import CheckpointError
 
-# name -> (transform, N, M, entropy model[, hidden width of the hyper-synthesis])
+# name -> (transform, N, M, entropy model[, hidden width of the hyper-synthesis[, light context networks]])
 CANDIDATES = {
     "base": ("gdn", 64, 128, "hyperprior"),
     "channel": ("gdn", 64, 128, "channel"),
@@ -26,13 +26,20 @@ CANDIDATES = {
     # 56 dB); N stays 64 because the synthesis cost is in its N->N layers. The hyper-synthesis keeps today's
     # hidden width (192) instead of growing as M^2, so a 12 MP decode stays near today's time.
     "v3": ("gdn", 64, 320, "hyperprior", 192),
+    # v3's entropy-model bake-off: forks of the trained v3 (same transforms and hyperprior) with a context model,
+    # slimmed so the decoder stays within 2x the shipped model's kMAC/px; and the paper's depthwise-separable
+    # transforms at the width they make affordable.
+    "v3_channel": ("gdn", 64, 320, "channel", 192, True),
+    "v3_checkerboard": ("gdn", 64, 320, "checkerboard", 192, True),
+    "v3_dwsep": ("dwsep", 128, 320, "hyperprior", 192),
 }
 
 
 def candidate(name: str, lambdas) -> ComposedModel:
     """The untrained model of candidate ``name``."""
-    transform, N, M, entropy, *hidden = CANDIDATES[name]
-    return ComposedModel(transform, N, M, entropy, lambdas, *hidden, name=name)
+    transform, N, M, entropy, *extra = CANDIDATES[name]
+    options = dict(zip(("hyper_hidden", "light_context"), extra))
+    return ComposedModel(transform, N, M, entropy, lambdas, name=name, **options)
 
 
 # Where a shipped LeafHyperprior's weights go in a candidate (the transforms and hyperprior carry over; a
