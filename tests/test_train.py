@@ -10,6 +10,8 @@ import torch
 
 from helpers.codec.errors import CheckpointError
 from helpers.training import engine as train
+from helpers.training.candidates import DERIVED_BUFFERS, candidate
+from helpers.training.shipping import shipped
 
 DATA_DIR = os.environ.get("DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="needs DATA_DIR")
@@ -225,3 +227,20 @@ def test_a_deadline_stops_the_run_at_a_resumable_checkpoint(tmp_path):
     ckpt = train.train(tmp_path, None, overrides, data_root=DATA_DIR, progress=False, deadline=0.0)
     state = train.load_training_checkpoint(ckpt)
     assert state["step"] == 1  # one step, then the deadline (long past) stops it, with a checkpoint
+
+
+def test_a_shipped_candidate_fine_tunes_as_itself_and_a_misfit_is_refused(tmp_path):
+    """A shipped composed model records its candidate's name, not a training arch: fine-tuning it must build that
+    candidate (not today's architecture with its entropy model silently dropped), and loading its weights into
+    a model with no place for them is an error."""
+    torch.manual_seed(0)
+    source = tmp_path / "channel.pth.tar"
+    torch.save(shipped(candidate("channel", (0.002, 0.02)).eval(), "tiny-channel"), source)
+    cfg, _, init = train.resolve_config(tmp_path / "ft", None, {}, source)
+    assert cfg.arch == "channel"
+    loaded = train.build_state(cfg, None, init, 0, torch.device("cpu")).model.state_dict()
+    trained = {k: v for k, v in init["model"].items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+    assert trained and all(torch.equal(loaded[k], v) for k, v in trained.items())
+    cfg, _, init = train.resolve_config(tmp_path / "misfit", None, {"arch": "base"}, source)
+    with pytest.raises(CheckpointError, match="have no place in it"):
+        train.build_state(cfg, None, init, 0, torch.device("cpu"))

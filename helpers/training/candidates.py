@@ -61,7 +61,7 @@ def from_leaf_state(state: dict) -> dict:
 
 
 # Rebuilt by update() from the weights; a narrower model's tables have other shapes.
-_DERIVED = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
+DERIVED_BUFFERS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
 
 
 def widen_state(state: dict, model: ComposedModel) -> dict:
@@ -88,7 +88,7 @@ def widen_state(state: dict, model: ComposedModel) -> dict:
         old = state.get(key)
         if old is None or old.shape == new.shape:
             continue
-        if key.rsplit(".", 1)[-1] in _DERIVED:
+        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
             # compressai's load_state_dict sizes these buffers by the state's; update() fills them
             out[key] = new
             continue

@@ -35,7 +35,7 @@ from helpers.codec.hyperprior import LeafHyperprior
 from helpers.codec.models import DEFAULT_LAMBDAS, CodingModel, load_error_detail
 from helpers.data.dataset import load_array, photo_pyramid, photo_split, read_manifest, split_paths
 from helpers.study.tables import relative_name
-from helpers.training.candidates import candidate, from_leaf_state, widen_state
+from helpers.training.candidates import CANDIDATES, DERIVED_BUFFERS, candidate, from_leaf_state, widen_state
 from helpers.training.runs import (  # noqa: F401  (run_config .. training_hours: the run-folder API, re-exported for callers)
     append_csv,
     atomic_save,
@@ -391,10 +391,32 @@ def resolve_config(run_dir: Path, cfg, overrides, init_from):
     init = load_training_checkpoint(init_from) if init_from is not None else None
     arch_keys = ("arch", "N", "M", "lambdas")
     inherited = {k: v for k, v in init["config"].items() if k in arch_keys} if init else {}
+    if init and init.get("architecture") == "composed":  # a shipped candidate names itself, not its arch
+        inherited["arch"] = init["config"].get("name")
+        if inherited["arch"] not in CANDIDATES:
+            raise CheckpointError(f"{init_from}: its model {inherited['arch']!r} is not a known candidate")
     base = asdict(cfg) if cfg is not None else {**asdict(TrainConfig()), **inherited}
     cfg = TrainConfig.from_dict({**base, **overrides})
     cfg.init_from = relative_name(Path(init_from).resolve()) if init_from is not None else None
     return cfg, None, init
+
+
+def _load_fine_tune_source(model: CodingModel, state: dict, source: str) -> None:
+    """``state`` loaded into ``model`` to fine-tune it. Weights ``model`` lacks (new context networks) keep their
+    initialisation, but a trained weight with no place in ``model`` means another architecture: refused, since
+    dropping it would train a silently different model."""
+    try:
+        result = model.load_state_dict(fine_tune_state(state, model), strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{source} does not fit this run's architecture: {load_error_detail(exc)}"
+        ) from None
+    dropped = [k for k in result.unexpected_keys if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS]
+    if dropped:
+        more = f" and {len(dropped) - 1} more" if len(dropped) > 1 else ""
+        raise CheckpointError(
+            f"{source} does not fit this run's architecture: its {dropped[0]}{more} have no place in it"
+        )
 
 
 @dataclass
@@ -422,12 +444,7 @@ def build_state(cfg: TrainConfig, resume, init, rank: int, device) -> TrainState
     g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     model = build_model(cfg).to(device)
     if resume is None and init is not None:
-        try:
-            model.load_state_dict(fine_tune_state(init["model"], model), strict=False)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{cfg.init_from} does not fit this run's architecture: {load_error_detail(exc)}"
-            ) from None
+        _load_fine_tune_source(model, init["model"], cfg.init_from)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
