@@ -2,7 +2,7 @@
 
     python -m helpers campaign train --minutes 120   # resume (or start) the run; stops cleanly at the deadline
     python -m helpers campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
-    python -m helpers campaign curve                 # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
+    python -m helpers campaign curve [--run R]       # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
     python -m helpers campaign step-times            # the bare training step against the loop's, side by side
 
 Where a session finds the run's resumable state (``last.pth.tar``, ignored by git) it resumes exactly. Where the
@@ -84,25 +84,26 @@ def export() -> None:
     print(f"{relative_name(WEIGHTS)}: step {ckpt['step']}, {WEIGHTS.stat().st_size / 2**20:.1f} MiB")
 
 
-def campaign_hours() -> float:
-    """Wall-clock hours of this run's steps (each log row covers the steps since the one before)."""
-    log = pd.read_csv(RUN / "train_log.csv")
+def campaign_hours(run: str = NAME) -> float:
+    """Wall-clock hours of a run's steps (each log row covers the steps since the one before)."""
+    log = pd.read_csv(RUNS / run / "train_log.csv")
     return float((log.sec_per_step * log.step.diff().fillna(log.step.iloc[0])).sum() / 3600)
 
 
-def curve_row(n_leaves: int = 12) -> dict:
+def curve_row(run: str = NAME, n_leaves: int = 12) -> dict:
     """Steps, CPU-hours, BD-rate vs AVIF 4:4:4 speed 4 on validation leaves (real rANS streams), top-level PSNR
-    and the unquantised ceiling on test leaves."""
-    points = rd_points([NAME], "leaves", n_leaves)
-    anchor, ours = points[points.codec == ANCHOR], points[points.codec == NAME]
-    ceil = ceiling([NAME]).iloc[0]
+    and the unquantised ceiling on test leaves, appended to the run's learning curve (``run``: this campaign's,
+    or another run folder of the bake-off, e.g. a candidate trained on the campaign's recipe)."""
+    points = rd_points([run], "leaves", n_leaves)
+    anchor, ours = points[points.codec == ANCHOR], points[points.codec == run]
+    ceil = ceiling([run]).iloc[0]
     row = {"time": time.strftime("%Y-%m-%d %H:%M"), "steps": int(ours.step.iloc[0]),
-           "cpu_hours": round(campaign_hours(), 2), "cpu": cpu_model(), "val_leaves": n_leaves,
+           "cpu_hours": round(campaign_hours(run), 2), "cpu": cpu_model(), "val_leaves": n_leaves,
            "bd_psnr_vs_avif_pct": round(bd(anchor, ours, "psnr"), 1),
            "bd_msssim_db_vs_avif_pct": round(bd(anchor, ours, "ms_ssim_db"), 1),
            "top_psnr": round(float(ours.psnr.max()), 2), "top_bpp": round(float(ours.bpp.max()), 3),
            "ceiling_psnr_unquantised": round(float(ceil.psnr_unquantised), 2)}  # fmt: skip
-    append_csv(CURVE, row)
+    append_csv(RUNS / run / CURVE.name, row)
     return row
 
 
@@ -164,6 +165,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers campaign")
     p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times"))
     p.add_argument("--minutes", type=float, default=60.0, help="train: stop after this long (resumable)")
+    p.add_argument(
+        "--run", default=NAME, help="curve: the run folder under outputs/runs/bakeoff (default: v3)"
+    )
     p.add_argument("--steps", type=int, help="train: move the schedule's last step")
     p.add_argument(
         "--decay-start", type=float, help="train: where the cosine decay begins, a fraction of steps"
@@ -175,7 +179,7 @@ def main(argv=None) -> int:
     elif args.what == "export":
         export()
     elif args.what == "curve":
-        print(pd.DataFrame([curve_row()]).to_string(index=False))
+        print(pd.DataFrame([curve_row(args.run)]).to_string(index=False))
     elif args.what == "step-times":
         print(step_times())
     else:
