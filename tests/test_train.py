@@ -10,7 +10,7 @@ import torch
 
 from helpers.codec.errors import CheckpointError
 from helpers.training import engine as train
-from helpers.training.candidates import DERIVED_BUFFERS, candidate
+from helpers.training.candidates import candidate, is_derived
 from helpers.training.shipping import shipped
 
 DATA_DIR = os.environ.get("DATA_DIR")
@@ -239,7 +239,7 @@ def test_a_shipped_candidate_fine_tunes_as_itself_and_a_misfit_is_refused(tmp_pa
     cfg, _, init = train.resolve_config(tmp_path / "ft", None, {}, source)
     assert cfg.arch == "channel"
     loaded = train.build_state(cfg, None, init, 0, torch.device("cpu")).model.state_dict()
-    trained = {k: v for k, v in init["model"].items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+    trained = {k: v for k, v in init["model"].items() if not is_derived(k)}
     assert trained and all(torch.equal(loaded[k], v) for k, v in trained.items())
     cfg, _, init = train.resolve_config(tmp_path / "misfit", None, {"arch": "base"}, source)
     with pytest.raises(CheckpointError, match="have no place in it"):

@@ -48,17 +48,15 @@ BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
 WARM_RECIPE = dict(lambdas=V2_LAMBDAS, steps=600, batch_size=4, crop=256, photo_share=0.5, lr=2e-4,
                    decay_start=0.25, warmup_steps=50, checkpoint_every=100, log_every=25, val_every=600)  # fmt: skip
 WARM = ("base", "channel", "elic")
-# Fork: codec v3's entropy models compared at the campaign's converged budget. Each contender starts from the
-# campaign's weights (transforms and hyperprior; context networks new) and all, v3 itself included, get the same
-# further steps at the campaign's crops and levels, so any difference is the entropy model's.
-FORK_RECIPE = dict(lambdas=V2_LAMBDAS, steps=10_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-4,
-                   decay_start=0.1, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
-                   val_images=12)  # fmt: skip
-FORK = ("v3", "v3_channel", "v3_checkerboard")
 # The campaign's own recipe (helpers.training.campaign), for candidates run from scratch beside v3 at equal steps.
 V3_RECIPE = dict(lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-3,
                  decay_start=0.9, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
                  val_images=12)  # fmt: skip
+# Fork: codec v3's entropy models compared at the campaign's converged budget. Each contender starts from the
+# campaign's weights (transforms and hyperprior; context networks new) and all, v3 itself included, get the same
+# further steps at the campaign's crops and levels, so any difference is the entropy model's.
+FORK_RECIPE = {**V3_RECIPE, "steps": 10_000, "lr": 1e-4, "decay_start": 0.1}
+FORK = ("v3", "v3_channel", "v3_checkerboard")
 V3_WEIGHTS = RUNS / "v3" / "weights_fp16.pt"  # the campaign's committed weights (helpers.training.campaign)
 # where runs begin -> (recipe, weights they start from, the candidates run by default)
 STARTS = {
@@ -81,12 +79,12 @@ def train_all(
 ) -> None:
     recipe, init, _ = STARTS[start]
     for name in names:
+        if deadline is not None and time.time() >= deadline:
+            break
         overrides = {**recipe, "arch": name, **({"steps": steps} if steps else {})}
         run = run_dir(name, start)
         if (run / "last.pth.tar").exists():
             overrides = {k: v for k, v in overrides.items() if k in ("steps", "checkpoint_every")}
-        if deadline is not None and time.time() >= deadline:
-            break
         print(f"== {run.name}", flush=True)
         train(run, TrainConfig(), overrides=overrides, init_from=init, progress=False, deadline=deadline)
 

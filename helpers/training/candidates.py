@@ -64,6 +64,11 @@ def from_leaf_state(state: dict) -> dict:
 DERIVED_BUFFERS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
 
 
+def is_derived(key: str) -> bool:
+    """Whether the state-dict entry ``key`` is an rANS table that update() rebuilds, not a trained weight."""
+    return key.rsplit(".", 1)[-1] in DERIVED_BUFFERS
+
+
 def widen_state(state: dict, model: ComposedModel) -> dict:
     """A narrower candidate's ``state`` (same layout, fewer channels) embedded in ``model``'s fresh weights so that
     the old channels compute exactly what they did (Net2Net widening, Chen et al. 2016): every old weight keeps
@@ -88,7 +93,7 @@ def widen_state(state: dict, model: ComposedModel) -> dict:
         old = state.get(key)
         if old is None or old.shape == new.shape:
             continue
-        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
+        if is_derived(key):
             # compressai's load_state_dict sizes these buffers by the state's; update() fills them
             out[key] = new
             continue

@@ -35,7 +35,7 @@ from helpers.codec.hyperprior import LeafHyperprior
 from helpers.codec.models import DEFAULT_LAMBDAS, CodingModel, load_error_detail
 from helpers.data.dataset import load_array, photo_pyramid, photo_split, read_manifest, split_paths
 from helpers.study.tables import relative_name
-from helpers.training.candidates import CANDIDATES, DERIVED_BUFFERS, candidate, from_leaf_state, widen_state
+from helpers.training.candidates import CANDIDATES, candidate, from_leaf_state, is_derived, widen_state
 from helpers.training.runs import (  # noqa: F401  (run_config .. training_hours: the run-folder API, re-exported for callers)
     append_csv,
     atomic_save,
@@ -411,7 +411,7 @@ def _load_fine_tune_source(model: CodingModel, state: dict, source: str) -> None
         raise CheckpointError(
             f"{source} does not fit this run's architecture: {load_error_detail(exc)}"
         ) from None
-    dropped = [k for k in result.unexpected_keys if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS]
+    dropped = [k for k in result.unexpected_keys if not is_derived(k)]
     if dropped:
         more = f" and {len(dropped) - 1} more" if len(dropped) > 1 else ""
         raise CheckpointError(
