@@ -7,8 +7,14 @@ import torch
 from helpers.codec.composed import ComposedModel
 from helpers.codec.errors import CheckpointError
 from helpers.codec.hyperprior import LeafHyperprior
-from helpers.training.candidates import CANDIDATES, candidate, decoder_kmacs_per_pixel, widen_state
-from helpers.training.engine import fine_tune_state
+from helpers.training.candidates import (
+    CANDIDATES,
+    candidate,
+    decoder_kmacs_per_pixel,
+    is_derived,
+    widen_state,
+)
+from helpers.training.engine import _load_fine_tune_source, fine_tune_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LAMBDAS = (0.001, 0.01, 0.1)
@@ -112,12 +118,24 @@ def test_v3_context_models_keep_the_decoder_within_twice_todays_cost(name):
 @pytest.mark.parametrize("name", ["v3_channel", "v3_checkerboard"])
 def test_a_v3_fork_starts_from_v3s_transforms_and_hyperprior(name):
     torch.manual_seed(0)
-    v3 = candidate("v3", LAMBDAS).state_dict()
+    trained = candidate("v3", LAMBDAS).eval()
+    with torch.no_grad():  # trained weights: no layer of v3's is at its initialisation
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    trained.update()  # a saved v3 carries its rANS tables and constant buffers, which a fork rebuilds or has
+    v3 = trained.state_dict()
     fork = candidate(name, LAMBDAS)
-    missing, _ = fork.load_state_dict(fine_tune_state(v3, fork), strict=False)
+    _load_fine_tune_source(fork, v3, "v3")  # the training engine's own load: refuses a trained weight it drops
+    missing = [k for k in fork.state_dict() if k not in v3]
     loaded = fork.state_dict()
     for key in v3:
-        if key.startswith(("g_a.", "g_s.", "gain.", "inv_gain.", "latent_codec.hyper.")):
+        if key.startswith(("g_a.", "g_s.", "gain.", "inv_gain.", "latent_codec.hyper.")) and not is_derived(key):
             assert torch.equal(loaded[key], v3[key]), key
     # Only the context model is new.
     assert missing and all(".hyper." not in k and not k.startswith(("g_a.", "g_s.")) for k in missing)
+    # Its parameter nets are residual on the hyperprior's prediction: before any training the fork codes y with
+    # exactly v3's means and scales, so the fork starts where v3 is rather than relearning it.
+    x, level = torch.rand(1, 3, 64, 64), torch.tensor([1])
+    with torch.no_grad():
+        want, got = trained(x, level)["likelihoods"], fork.eval()(x, level)["likelihoods"]
+    torch.testing.assert_close(got["y"], want["y"], rtol=1e-4, atol=1e-6)

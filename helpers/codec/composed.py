@@ -14,7 +14,8 @@ Transforms: ``gdn`` is the 4-layer conv/GDN stack; ``dwsep`` replaces each inner
 5x5 and a pointwise 1x1 (the paper's depthwise-separable transforms), which buys width cheaply. ``hyper_hidden``
 bounds the hyper-synthesis' hidden widths (M and 1.5 M otherwise), so a wide latent keeps it slim;
 ``light_context`` slims the context networks for the same reason (3x3 channel-context nets; a checkerboard
-context in groups of 8 channels).
+context in groups of 8 channels) and makes their parameter nets residual on the hyperprior's own prediction, so
+that a context model forked from a trained hyperprior starts where the hyperprior is.
 """
 
 from __future__ import annotations
@@ -78,6 +79,26 @@ def _pointwise(cin: int, cout: int, hidden: int) -> nn.Module:
     )  # fmt: skip
 
 
+class _ResidualParameters(nn.Sequential):
+    """A pointwise parameter net for ``c`` channels whose output is added to the hyperprior's own means and scales
+    of those channels (channels ``first``.. of the latent of ``M``). CompressAI merges the side parameters last,
+    so they are the input's last 2 M channels, means then scales. The last layer starts at zero: a context model
+    forked from a trained hyperprior begins by predicting exactly what the hyperprior did, and the context only
+    adds what it learns (a random parameter net would first have to relearn the hyperprior's prediction)."""
+
+    def __init__(self, cin: int, c: int, hidden: int, M: int, first: int = 0):
+        super().__init__(*_pointwise(cin, 2 * c, hidden))
+        nn.init.zeros_(self[-1].weight)
+        nn.init.zeros_(self[-1].bias)
+        self.c, self.M, self.first = c, M, first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hyper = x[:, x.shape[1] - 2 * self.M :]
+        means = hyper[:, self.first : self.first + self.c]
+        scales = hyper[:, self.M + self.first : self.M + self.first + self.c]
+        return torch.cat([means, scales], 1) + super().forward(x)
+
+
 def _context(cin: int, cout: int, k: int = 5) -> nn.Module:
     """Channel context: a light 3-layer k x k net on the already decoded groups."""
     return nn.Sequential(
@@ -104,17 +125,25 @@ def _gaussian(entropy_parameters: nn.Module | None = None, grouped: bool = False
                gaussian_conditional=BoundedGaussianConditional(None))  # fmt: skip
 
 
-def _checkerboard(c: int, side: int, light: bool = False) -> CheckerboardLatentCodec:
-    """Checkerboard codec of ``c`` channels; ``side`` channels of parameters come from hyperprior/groups.
-    ``light``: the context reads its neighbours in groups of 8 channels (1/(c/8) of the full conv's cost) and
-    the parameter net is half as wide, so a wide latent keeps the decoder within budget."""
-    groups = c // 8 if light else 1
+def _checkerboard(
+    c: int, side: int, light: bool = False, M: int = 0, first: int = 0
+) -> CheckerboardLatentCodec:
+    """Checkerboard codec of ``c`` channels (channels ``first``.. of the latent of ``M``); ``side`` channels of
+    parameters come from hyperprior/groups. ``light``: the context reads its neighbours in groups of 8 channels
+    (1/(c/8) of the full conv's cost), the parameter net is half as wide, so a wide latent keeps the decoder
+    within budget, and residual on the hyperprior's prediction."""
+    groups, hidden = (c // 8, max(64, c)) if light else (1, max(64, 2 * c))
+    params = (
+        _ResidualParameters(2 * c + side, c, hidden, M or c, first)
+        if light
+        else _pointwise(2 * c + side, 2 * c, hidden)
+    )
     return CheckerboardLatentCodec(
         latent_codec={"y": _gaussian()},
         context_prediction=CheckerboardMaskedConv2d(
             c, 2 * c, kernel_size=5, stride=1, padding=2, groups=groups
         ),
-        entropy_parameters=_pointwise(2 * c + side, 2 * c, max(64, c if light else 2 * c)),
+        entropy_parameters=params,
     )
 
 
@@ -123,11 +152,15 @@ def _grouped(groups: list[int], M: int, spatial: bool, light: bool = False) -> C
     codecs = {}
     for k, c in enumerate(groups):
         side = 2 * M + (2 * c if k else 0)  # hyperprior params, plus the channel context's
-        codecs[f"y{k}"] = (
-            _checkerboard(c, side, light)
-            if spatial
-            else _gaussian(_pointwise(side, 2 * c, 2 * c + 64), grouped=True)
-        )
+        if spatial:
+            codecs[f"y{k}"] = _checkerboard(c, side, light, M, acc[k])
+        else:
+            net = (
+                _ResidualParameters(side, c, 2 * c + 64, M, acc[k])
+                if light
+                else _pointwise(side, 2 * c, 2 * c + 64)
+            )
+            codecs[f"y{k}"] = _gaussian(net, grouped=True)
     k_size = 3 if light else 5  # light: 3x3 context nets, 9/25 of the 5x5 cost
     context = {f"y{k}": _context(acc[k], 2 * c, k_size) for k, c in enumerate(groups) if k}
     return ChannelGroupsLatentCodec(latent_codec=codecs, channel_context=context, groups=groups)

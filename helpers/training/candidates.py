@@ -60,12 +60,14 @@ def from_leaf_state(state: dict) -> dict:
     return out
 
 
-# Rebuilt by update() from the weights; a narrower model's tables have other shapes.
-DERIVED_BUFFERS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
+# Rebuilt by update() from the weights (a narrower model's tables have other shapes), or constants every model
+# sets itself (the Gaussian conditional's bounds, which live elsewhere in a context model).
+DERIVED_BUFFERS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table", "scale_bound", "bound")
 
 
 def is_derived(key: str) -> bool:
-    """Whether the state-dict entry ``key`` is an rANS table that update() rebuilds, not a trained weight."""
+    """Whether the state-dict entry ``key`` is an rANS table or a constant buffer the model builds itself, not a
+    trained weight."""
     return key.rsplit(".", 1)[-1] in DERIVED_BUFFERS
 
 
