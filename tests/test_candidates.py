@@ -125,11 +125,13 @@ def test_a_v3_fork_starts_from_v3s_transforms_and_hyperprior(name):
     trained.update()  # a saved v3 carries its rANS tables and constant buffers, which a fork rebuilds or has
     v3 = trained.state_dict()
     fork = candidate(name, LAMBDAS)
-    _load_fine_tune_source(fork, v3, "v3")  # the training engine's own load: refuses a trained weight it drops
+    # The training engine's own load, which refuses a trained weight it would drop.
+    _load_fine_tune_source(fork, v3, "v3")
     missing = [k for k in fork.state_dict() if k not in v3]
     loaded = fork.state_dict()
+    shared = ("g_a.", "g_s.", "gain.", "inv_gain.", "latent_codec.hyper.")
     for key in v3:
-        if key.startswith(("g_a.", "g_s.", "gain.", "inv_gain.", "latent_codec.hyper.")) and not is_derived(key):
+        if key.startswith(shared) and not is_derived(key):
             assert torch.equal(loaded[key], v3[key]), key
     # Only the context model is new.
     assert missing and all(".hyper." not in k and not k.startswith(("g_a.", "g_s.")) for k in missing)
