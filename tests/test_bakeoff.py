@@ -42,3 +42,17 @@ def test_points_come_from_real_files_beside_the_studys_avif(tiny_run):
         file_bpp = np.mean([8 * len(leaf.encode(img, level)) / (64 * 96) for img in images])
         assert ours.loc[level, "bpp"] == pytest.approx(file_bpp, rel=1e-12)
     assert points[points.codec == bakeoff.ANCHOR].step.isna().all()
+
+
+def test_transform_speed_times_each_candidate_in_both_layouts_with_its_macs():
+    table = bakeoff.transform_times(["wide", "dwsep"], size=64, reps=1)
+    assert sorted(zip(table.candidate, table.layout)) == [
+        ("dwsep", "channels_last"),
+        ("dwsep", "contiguous"),
+        ("wide", "channels_last"),
+        ("wide", "contiguous"),
+    ]
+    assert (table.analysis_s > 0).all() and (table.synthesis_s > 0).all()
+    # the MAC count is the model's, not the layout's: at the same N the depthwise-separable synthesis does fewer
+    macs = table.groupby("candidate").synthesis_kmac_per_px.agg(["min", "max"])
+    assert (macs["min"] == macs["max"]).all() and macs.loc["dwsep", "min"] < macs.loc["wide", "min"] / 2

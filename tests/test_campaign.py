@@ -72,3 +72,29 @@ def test_train_moves_the_schedule_when_asked(run_dir, monkeypatch):
     campaign.main(["train", "--minutes", "1", "--steps", "150000", "--decay-start", "0.5"])
     campaign.main(["train", "--minutes", "1"])
     assert calls == [{"steps": 150000, "decay_start": 0.5}, {}]
+
+
+def _fake_run(root, name, bpp_scale, steps, sec_per_step):
+    """A run folder with a validation log (the same PSNR per level, bits scaled) and a training log."""
+    import numpy as np
+    import pandas as pd
+
+    (root / name).mkdir()
+    bpp = np.geomspace(0.03, 1.5, 8)
+    val = [{"step": s, "level": i + 1, "bpp": b * bpp_scale, "psnr": 22 + 4 * np.log2(b / 0.03) + s / 1000,
+            "ms_ssim": 0.9} for s in steps for i, b in enumerate(bpp)]  # fmt: skip
+    pd.DataFrame(val).to_csv(root / name / "val_log.csv", index=False)
+    log = [{"step": s, "sec_per_step": sec_per_step} for s in range(500, max(steps) + 1, 500)]
+    pd.DataFrame(log).to_csv(root / name / "train_log.csv", index=False)
+
+
+def test_equal_steps_compares_two_runs_only_where_both_validated(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "RUNS", tmp_path)
+    _fake_run(tmp_path, "v3", 1.0, [1000, 2000, 3000], 0.36)
+    _fake_run(tmp_path, "other", 1.1, [1000, 2000], 0.72)
+    table = campaign.equal_steps("other", "v3")
+    assert list(table.step) == [1000, 2000]
+    assert table.bd_psnr_pct.tolist() == pytest.approx([10.0, 10.0], abs=0.01)  # 10 % more bits, same PSNR
+    assert table.hours_other.tolist() == pytest.approx(
+        [0.2, 0.4]
+    ) and table.hours_v3.tolist() == pytest.approx([0.1, 0.2])

@@ -5,6 +5,7 @@ the same number of steps, then measure each with real rANS bytes on validation i
     python -m helpers bakeoff points [--start warm] [--set photos]  # real files of validation images
     python -m helpers bakeoff summary [--large]                     # -> outputs/tables/bakeoff.{csv,md}
     python -m helpers bakeoff ceiling [--start warm] [--only NAME]  # PSNR of the transforms unquantised
+    python -m helpers bakeoff transform-speed [--only NAME ...]     # seconds of the transforms (v3 vs dwsep)
 
 ``--start`` says where the runs begin: ``scratch`` (``RECIPE``), ``warm`` (the shipped model, ``WARM_RECIPE``) or
 ``fork`` (codec v3's campaign weights, ``FORK_RECIPE``: v3's entropy-model bake-off on its trained transforms) or
@@ -33,7 +34,7 @@ from helpers.study.baselines import Codec, classical_codecs
 from helpers.study.evaluate import evaluate, learned_codec, mean_by_setting
 from helpers.study.metrics import RATE_WINDOW, bd_rate, psnr
 from helpers.study.tables import replace_rows, save_table
-from helpers.training.candidates import CANDIDATES, decoder_kmacs_per_pixel
+from helpers.training.candidates import CANDIDATES, candidate, decoder_kmacs_per_pixel
 from helpers.training.engine import TrainConfig, train
 from helpers.training.shipping import write_shipped
 
@@ -66,6 +67,7 @@ STARTS = {
     "fork": (FORK_RECIPE, V3_WEIGHTS, FORK),
     "campaign": (V3_RECIPE, None, ("v3_dwsep",)),
 }
+SPEED_PAIR = ("v3", "v3_dwsep")  # the paper's claim: depthwise-separable transforms at ~3x fewer MACs
 ANCHOR = "avif"  # the study's AVIF 4:4:4 speed 4 (helpers.study.baselines), at the study's qualities
 POINTS = paths.RESULTS
 PHOTO_CROP = 384  # validation photos are centre-cropped to this size to keep the bake-off quick
@@ -181,6 +183,40 @@ def time_large(run: str, level: int = 5) -> dict:
             "bpp_12mp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1])}  # fmt: skip
 
 
+def _best_times(models: dict, x: torch.Tensor, reps: int) -> dict:
+    """(name, "g_a" | "g_s") -> best-of-``reps`` seconds, the models alternated within each repetition so that a
+    load on the machine falls on all of them alike."""
+    best = {}
+    with torch.inference_mode():
+        y = {n: m.g_a(x) for n, m in models.items()}
+        for _ in range(reps):
+            for n, m in models.items():
+                for part, f, arg in (("g_a", m.g_a, x), ("g_s", m.g_s, y[n])):
+                    t = time.perf_counter()
+                    f(arg)
+                    best[n, part] = min(best.get((n, part), float("inf")), time.perf_counter() - t)
+    return best
+
+
+def transform_times(names, size: int = 1024, reps: int = 4) -> pd.DataFrame:
+    """Wall-clock seconds of each candidate's analysis and synthesis on one ``size``-square image (float32,
+    untrained weights: the time does not depend on them) in both memory layouts, beside their kMAC/px."""
+    torch.manual_seed(0)
+    macs = {n: decoder_kmacs_per_pixel(candidate(n, V2_LAMBDAS)) for n in names}
+    rows = []
+    for layout, layout_name in (
+        (torch.contiguous_format, "contiguous"),
+        (torch.channels_last, "channels_last"),
+    ):
+        x = torch.rand(1, 3, size, size).contiguous(memory_format=layout)
+        models = {n: candidate(n, V2_LAMBDAS).eval().to(memory_format=layout) for n in names}
+        best = _best_times(models, x, reps)
+        rows += [{"candidate": n, "layout": layout_name, "analysis_s": best[n, "g_a"],
+                  "synthesis_s": best[n, "g_s"], **{f"{k}_kmac_per_px": v for k, v in macs[n].items()}}
+                 for n in names]  # fmt: skip
+    return pd.DataFrame(rows).assign(size=size, threads=torch.get_num_threads())
+
+
 def bd(anchor: pd.DataFrame, test: pd.DataFrame, metric: str) -> float:
     """BD-rate (%) of ``test`` against ``anchor`` inside the study's window; NaN where the curves do not overlap."""
     try:
@@ -220,7 +256,7 @@ def trained_runs(names, start: str) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers bakeoff")
-    p.add_argument("what", choices=("train", "points", "summary", "ceiling"))
+    p.add_argument("what", choices=("train", "points", "summary", "ceiling", "transform-speed"))
     p.add_argument(
         "--only", nargs="+", choices=list(CANDIDATES), help="candidates (default: the start's own)"
     )
@@ -239,6 +275,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.what == "transform-speed":
+        table = transform_times(args.only or SPEED_PAIR)
+        save_table(table, "transform_speed", paths.TABLES)
+        print(table.round(3).to_string(index=False))
+        return 0
     args.only = args.only or list(STARTS[args.start][2])
     if args.what == "train":
         deadline = time.time() + 60 * args.minutes if args.minutes else None

@@ -4,6 +4,7 @@
     python -m helpers campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
     python -m helpers campaign curve [--run R]       # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
     python -m helpers campaign step-times            # the bare training step against the loop's, side by side
+    python -m helpers campaign equal-steps --run R   # run R against v3 at every validation step both reached
 
 Where a session finds the run's resumable state (``last.pth.tar``, ignored by git) it resumes exactly. Where the
 machine was replaced and only the committed weights are left, the run continues from them at their step with a
@@ -86,8 +87,7 @@ def export() -> None:
 
 def campaign_hours(run: str = NAME) -> float:
     """Wall-clock hours of a run's steps (each log row covers the steps since the one before)."""
-    log = pd.read_csv(RUNS / run / "train_log.csv")
-    return float((log.sec_per_step * log.step.diff().fillna(log.step.iloc[0])).sum() / 3600)
+    return hours_to(run, 2**62)
 
 
 def curve_row(run: str = NAME, n_leaves: int = 12) -> dict:
@@ -105,6 +105,27 @@ def curve_row(run: str = NAME, n_leaves: int = 12) -> dict:
            "ceiling_psnr_unquantised": round(float(ceil.psnr_unquantised), 2)}  # fmt: skip
     append_csv(RUNS / run / CURVE.name, row)
     return row
+
+
+def hours_to(run: str, step: int) -> float:
+    """Wall-clock hours a run took to reach ``step``."""
+    log = pd.read_csv(RUNS / run / "train_log.csv")
+    log = log[log.step <= step]
+    return float((log.sec_per_step * log.step.diff().fillna(log.step.iloc[0])).sum() / 3600)
+
+
+def equal_steps(run: str, against: str = NAME) -> pd.DataFrame:
+    """``run`` against ``against`` at every validation step both reached (the training loop's own validation:
+    the same leaves and levels, estimated bits): BD-rate in PSNR inside the study's window, each one's top-level
+    PSNR and the hours each took to get there (on the machines named in their ``machines.csv``)."""
+    logs = {r: pd.read_csv(RUNS / r / "val_log.csv") for r in (run, against)}
+    rows = []
+    for step in sorted(set(logs[run].step) & set(logs[against].step)):
+        a, b = (logs[r][logs[r].step == step].sort_values("level") for r in (against, run))
+        rows.append({"step": step, "bd_psnr_pct": bd(a, b, "psnr"), f"top_psnr_{run}": b.psnr.iloc[-1],
+                     f"top_psnr_{against}": a.psnr.iloc[-1], f"hours_{run}": hours_to(run, step),
+                     f"hours_{against}": hours_to(against, step)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def new_channel_bits(n_leaves: int = 4) -> pd.DataFrame:
@@ -163,10 +184,12 @@ def step_times(steps: int = 6) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m helpers campaign")
-    p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times"))
+    p.add_argument("what", choices=("train", "export", "curve", "new-bits", "step-times", "equal-steps"))
     p.add_argument("--minutes", type=float, default=60.0, help="train: stop after this long (resumable)")
     p.add_argument(
-        "--run", default=NAME, help="curve: the run folder under outputs/runs/bakeoff (default: v3)"
+        "--run",
+        default=NAME,
+        help="curve, equal-steps: the run folder under outputs/runs/bakeoff (default: v3)",
     )
     p.add_argument("--steps", type=int, help="train: move the schedule's last step")
     p.add_argument(
@@ -180,6 +203,10 @@ def main(argv=None) -> int:
         export()
     elif args.what == "curve":
         print(pd.DataFrame([curve_row(args.run)]).to_string(index=False))
+    elif args.what == "equal-steps":
+        table = equal_steps(args.run)
+        table.to_csv(RUNS / args.run / f"equal_steps_vs_{NAME}.csv", index=False)
+        print(table.round(2).to_string(index=False))
     elif args.what == "step-times":
         print(step_times())
     else:
