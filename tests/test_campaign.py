@@ -98,3 +98,16 @@ def test_equal_steps_compares_two_runs_only_where_both_validated(tmp_path, monke
     assert table.hours_other.tolist() == pytest.approx(
         [0.2, 0.4]
     ) and table.hours_v3.tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_another_runs_weights_are_exported_into_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "RUNS", tmp_path)
+    monkeypatch.setattr(campaign, "WEIGHTS", tmp_path / "v3" / "weights_fp16.pt")
+    (tmp_path / "other").mkdir()
+    st = _trained_state(tmp_path / "other")
+    campaign.export("other")
+    saved = torch.load(tmp_path / "other" / "weights_fp16.pt", weights_only=False)
+    assert saved["step"] == st.step and not (tmp_path / "v3").exists()
+    assert {v.dtype for k, v in saved["model"].items() if k in dict(st.model.named_parameters())} == {
+        torch.float16
+    }

@@ -1,7 +1,7 @@
 """Codec v3 training campaign (issue 19): one long run of the ``v3`` candidate, continued in every session.
 
     python -m helpers campaign train --minutes 120   # resume (or start) the run; stops cleanly at the deadline
-    python -m helpers campaign export                # compact float16 weights for git: outputs/runs/bakeoff/v3/
+    python -m helpers campaign export [--run R]      # compact float16 weights for git: outputs/runs/bakeoff/v3/
     python -m helpers campaign curve [--run R]       # one learning-curve row (real rANS bytes vs AVIF 4:4:4 s4)
     python -m helpers campaign step-times            # the bare training step against the loop's, side by side
     python -m helpers campaign equal-steps --run R   # run R against v3 at every validation step both reached
@@ -73,16 +73,17 @@ def train_for(minutes: float, schedule: dict | None = None) -> None:
         train(RUN, TrainConfig(), overrides={**RECIPE, **schedule}, progress=False, deadline=deadline)
 
 
-def export() -> None:
-    """The run's weights in float16 (a few MB): what git keeps of the campaign between sessions."""
-    ckpt = load_training_checkpoint(RUN / "last.pth.tar")
+def export(run: str | None = None) -> None:
+    """A run's weights in float16 (a few MB): what git keeps of it between sessions (default: the campaign's)."""
+    folder, out = (RUN, WEIGHTS) if run is None else (RUNS / run, RUNS / run / WEIGHTS.name)
+    ckpt = load_training_checkpoint(folder / "last.pth.tar")
     buffers = {n for n, _ in build_model(TrainConfig.from_dict(ckpt["config"])).named_buffers()}
     # Parameters in float16; buffers (bounds as small as 1e-9, rANS tables) stay exact.
     model = {
         k: v.half() if v.is_floating_point() and k not in buffers else v for k, v in ckpt["model"].items()
     }
-    atomic_save({"model": model, "config": ckpt["config"], "step": ckpt["step"]}, WEIGHTS)
-    print(f"{relative_name(WEIGHTS)}: step {ckpt['step']}, {WEIGHTS.stat().st_size / 2**20:.1f} MiB")
+    atomic_save({"model": model, "config": ckpt["config"], "step": ckpt["step"]}, out)
+    print(f"{relative_name(out)}: step {ckpt['step']}, {out.stat().st_size / 2**20:.1f} MiB")
 
 
 def campaign_hours(run: str = NAME) -> float:
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--run",
         default=NAME,
-        help="curve, equal-steps: the run folder under outputs/runs/bakeoff (default: v3)",
+        help="curve, equal-steps, export: the run folder under outputs/runs/bakeoff (default: v3)",
     )
     p.add_argument("--steps", type=int, help="train: move the schedule's last step")
     p.add_argument(
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
         schedule = {"steps": args.steps, "decay_start": args.decay_start}
         train_for(args.minutes, {k: v for k, v in schedule.items() if v is not None})
     elif args.what == "export":
-        export()
+        export(None if args.run == NAME else args.run)
     elif args.what == "curve":
         print(pd.DataFrame([curve_row(args.run)]).to_string(index=False))
     elif args.what == "equal-steps":
