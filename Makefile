@@ -15,15 +15,25 @@ RETRAIN ?= 0
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup venv numpy2-env colab-check system-deps third-party data manifest lint format test test-fast smoke reproduce \
-        notebooks train benchmark fuzz clean
+        benchmark fuzz clean
 
 help:
-	@echo "make reproduce   run every notebook (full profile) -> outputs/{figures,tables,results,notebooks}"
-	@echo "make test        lint + unit tests + all notebooks in the smoke profile (what CI runs)"
-	@echo "make data        download PlantVillage into data/plantvillage (skipped when DATA_DIR exists)"
-	@echo "make colab-check the Colab set-up's install plan against Colab's published package lists (offline)"
-	@echo "make benchmark   encode/decode timings and peak memory of our codec and the classical ones"
-	@echo "make fuzz        the long fuzz campaign of the decoder"
+	@echo "The study (this repository; every target sets up what it needs first):"
+	@echo "  make reproduce    run every notebook (full profile) -> outputs/{figures,tables,results,notebooks}"
+	@echo "  make test         lint + unit tests + all notebooks in the smoke profile (what CI runs)"
+	@echo "  make test-fast    the unit tests without the slow ones (no lint, no numpy 2 run)"
+	@echo "  make smoke        every notebook in the smoke profile"
+	@echo "  make setup        the pinned virtualenv (.venv), OpenJPEG, the offline LPIPS weights"
+	@echo "  make data         download PlantVillage into data/plantvillage (skipped when DATA_DIR exists)"
+	@echo "  make manifest     rewrite data/split_manifest.csv (the grouped train/val/test split) from DATA_DIR"
+	@echo "  make lint         ruff check + ruff format --check (helpers, tests, notebooks)"
+	@echo "  make format       ruff format + ruff check --fix + nbstripout"
+	@echo "  make benchmark    encode/decode timings and peak memory of our codec and the classical ones"
+	@echo "  make fuzz         the long fuzz campaign of the decoder"
+	@echo "  make colab-check  the Colab set-up's install plan against Colab's published package lists (offline)"
+	@echo "  make clean        remove executed notebooks, data/cache and .pytest_cache"
+	@echo "  parts of setup and test, rarely run alone: make venv, make system-deps, make third-party, make numpy2-env"
+	@echo "The codec alone (no make): pip install .   then   leaf-codec compress leaf.jpg -o leaf.leaf"
 	@echo "variables: DATA_DIR=$(DATA_DIR)  RETRAIN=$(RETRAIN)"
 
 setup: venv system-deps third-party

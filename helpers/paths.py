@@ -16,9 +16,20 @@ CACHE = DATA / "cache"  # decoded-image caches; never committed
 MANIFEST = DATA / "split_manifest.csv"
 # Where `make data` puts PlantVillage when DATA_DIR is not given.
 DOWNLOADED_DATA = DATA / "plantvillage"
-SHIPPED_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior.pth.tar"
+# Installed as the codec alone (`pip install .`, pyproject.toml), the shipped checkpoints travel inside the package.
+INSTALLED_CHECKPOINTS = Path(__file__).resolve().parent / "codec" / "weights"
+
+
+def _shipped(name: str) -> Path:
+    """A shipped checkpoint: the repository's (outputs/checkpoints, where training writes it) in a checkout, else
+    the installed package's copy."""
+    repo = CHECKPOINTS / name
+    return repo if repo.is_file() or not INSTALLED_CHECKPOINTS.is_dir() else INSTALLED_CHECKPOINTS / name
+
+
+SHIPPED_CHECKPOINT = _shipped("leaf_hyperprior.pth.tar")
 # The perceptually tuned checkpoint (issue 11: the paper's perceptual objective), used by the study when it exists.
-PERCEPTUAL_CHECKPOINT = CHECKPOINTS / "leaf_hyperprior_perceptual.pth.tar"
+PERCEPTUAL_CHECKPOINT = _shipped("leaf_hyperprior_perceptual.pth.tar")
 PERCEPTUAL_RUN = OUTPUTS / "runs" / "perceptual" / "final"
 # The training run that produced the shipped checkpoint (its config.json names the run it was fine-tuned from).
 SHIPPED_RUN = OUTPUTS / "runs" / "leaf_hyperprior_ft"
