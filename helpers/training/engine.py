@@ -436,6 +436,12 @@ class TrainState:
         return self.optimizer.param_groups[0]["params"]
 
 
+def resolved_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """fp16, bf16 or fp32. "auto" is fp16 on CUDA; on a CPU it starts as fp32 and train() then measures bf16
+    against it on this machine (cpu_precision)."""
+    return cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+
+
 def build_state(cfg: TrainConfig, resume, init, rank: int, device) -> TrainState:
     """Model, optimisers and RNGs, seeded, then loaded from the resumed run or the fine-tuning source."""
     torch.manual_seed(cfg.seed + rank)
@@ -449,17 +455,19 @@ def build_state(cfg: TrainConfig, resume, init, rank: int, device) -> TrainState
         model = model.to(memory_format=torch.channels_last)
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    use_cuda = device.type == "cuda"
-    # "auto" on CPU starts in float32; train() then measures bf16 against it on this machine (cpu_precision).
-    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if use_cuda else "fp32")
+    # The same mixed precision on every device, only device and dtype differ: float16 autocast always with a
+    # GradScaler (tests/test_mixed_precision.py runs CUDA's fp16 path on the CPU).
+    precision = resolved_precision(cfg, device)
     st = TrainState(cfg, model, torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr),
-                    torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda),
+                    torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
                     {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision), g, device)  # fmt: skip
     if resume is not None:
         model.load_state_dict(resume["model"])
         st.optimizer.load_state_dict(resume["optimizer"])
         st.aux_optimizer.load_state_dict(resume["aux_optimizer"])
-        st.scaler.load_state_dict(resume["scaler"])
+        # Empty from a run without fp16 (e.g. one begun on a CPU, resumed on a GPU): a fresh scale, not an error.
+        if resume["scaler"]:
+            st.scaler.load_state_dict(resume["scaler"])
         st.step = resume["step"]
         _set_rng_state(resume["rng"][min(rank, len(resume["rng"]) - 1)], g)
     return st
