@@ -107,7 +107,7 @@ def test_the_wheel_holds_the_codec_the_checkpoints_and_the_command_only(wheel):
             name: hashlib.sha256(whl.read(f"helpers/codec/weights/{name}")).hexdigest() for name in SHIPPED
         }
         entry_points = _metadata(whl, "entry_points.txt")
-    codec = {f"helpers/codec/{p.name}" for p in (ROOT / "helpers" / "codec").glob("*.py")}
+    codec = {p.relative_to(ROOT).as_posix() for p in (ROOT / "helpers" / "codec").rglob("*.py")}
     assert codec <= files and {"helpers/__init__.py", "helpers/paths.py"} <= files
     # Not the study's packages, nor its front door (python -m helpers), whose commands need them.
     modules = {f for f in files if f.endswith(".py")}
