@@ -86,12 +86,13 @@ def _cmd_run_notebooks(args) -> int:
 
 def _cmd_metrics(args) -> int:
     from helpers.data.dataset import read_image
-    from helpers.study.metrics import compare_images, lpips_undefined
+    from helpers.study.metrics import compare_images, lpips_undefined, ms_ssim_undefined
 
     ref, test = read_image(args.reference), read_image(args.test)
     m = compare_images(ref, test, lpips=not args.no_lpips)
     print(f"PSNR     {m['psnr']:.3f} dB")
-    print(f"MS-SSIM  {m['ms_ssim']:.5f} ({m['ms_ssim_db']:.3f} dB)")
+    why = ms_ssim_undefined(ref.shape)
+    print(f"MS-SSIM  {why}" if why else f"MS-SSIM  {m['ms_ssim']:.5f} ({m['ms_ssim_db']:.3f} dB)")
     if not args.no_lpips:
         why = lpips_undefined(ref.shape)
         print(f"LPIPS    {why}" if why else f"LPIPS    {m['lpips']:.4f} (alex)")

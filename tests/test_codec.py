@@ -272,7 +272,7 @@ def test_cli_compress_decompress_info_exact_forms(tmp_path, leaf_files, capsys):
     capsys.readouterr()
     assert main(["info", str(one)]) == 0
     out = capsys.readouterr().out
-    for field in ("256x256 (RGB)", "level:     5", "leaf-hyperprior", "bpp:", "in 1 tile(s)"):
+    for field in ("256x256 (RGB)", "level:     5", "leaf-hyperprior", "bpp:", "in 1 coding tile)"):
         assert field in out
     assert not tmp_leftovers(tmp_path)
 
@@ -339,7 +339,7 @@ def test_cli_writes_atomically(tmp_path, leaf_files, capsys, monkeypatch):
         (["compress", "{a}", "{a}", "-o", "{tmp}/x.leaf"], ["-o takes one input"]),
         (["compress", "{a}"], ["missing output"]),
         (["compress", "{a}", "-o", "{tmp}/x.leaf", "--out-dir", "{tmp}"], ["either -o OUTPUT or --out-dir"]),
-        (["compress", "{a}", "--out-dir", "{text}"], ["cannot create output folder"]),
+        (["compress", "{a}", "--out-dir", "{text}"], ["is a file, not a folder"]),
         (["compress", "{a}", "-o", "{tmp}/x.leaf", "--quality", "x"], ["invalid float value"]),
         (["compress", "{a}", "-o", "{tmp}/x.leaf", "--bogus"], ["unrecognized arguments: --bogus"]),
         (["decompress", "{missing}", "-o", "{tmp}/x.png"], ["file not found"]),

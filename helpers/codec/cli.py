@@ -1,33 +1,67 @@
 """The codec's command line: ``compress``, ``decompress`` and ``info`` (``python -m helpers <command>``, or the
-product alone: ``python -m helpers.codec <command>``). Errors a user can cause print one line and exit 2."""
+product alone: ``python -m helpers.codec <command>``). Errors a user can cause print one line and exit 2.
+
+Standard output closed early (``... | head -1``) is not an error: what was printed up to then stands, the rest of
+the lines are dropped, and the work goes on (a batch still writes every file) with its usual exit status. A
+standard output that cannot be written (a full device) is: one ``error:`` line, exit status 2."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
-from helpers.codec.errors import LeafCodecError, shown
+from helpers.codec.errors import CheckpointError, LeafCodecError, plural, shown
 
 
 def _progress(items, desc):
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, disable=len(items) < 2, mininterval=1)
+    return tqdm(items, desc=desc, disable=len(items) < 2 or not sys.stderr.isatty(), mininterval=1)
+
+
+class _Stdout:
+    closed = False  # by the reader (a closed pipe): lines are dropped from then on
 
 
 def _say(message: str, file=None) -> None:
-    """A whole line beside a progress bar (which shares the terminal): tqdm clears the bar, prints, redraws it."""
+    """A whole line beside a progress bar (which shares the terminal): tqdm clears the bar, prints, redraws it.
+    Flushed at once, so that a closed pipe or a full device is met here (module docstring)."""
     from tqdm.auto import tqdm
 
-    tqdm.write(message, file=file or sys.stdout)
+    stream = file or sys.stdout
+    if stream is sys.stdout and _Stdout.closed:
+        return
+    try:
+        tqdm.write(message, file=stream)
+        stream.flush()
+    except OSError as exc:
+        _output_failed(stream, exc)
+
+
+def _output_failed(stream, exc: OSError) -> None:
+    """A write to ``stream`` failed: a closed pipe quietly drops the rest; anything else is an error. Either
+    way the stream is pointed at /dev/null, so that the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        if stream is sys.stdout:
+            _Stdout.closed = True
+        return
+    if stream is sys.stdout:
+        raise LeafCodecError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def _batch_outputs(inputs, out, out_dir, suffix, verb):
     """(source, destination) pairs for the single-file (-o) and batch (--out-dir) forms; no output may be an
-    input (``_refuse_inputs_as_outputs``)."""
+    input (``_refuse_inputs_as_outputs``). The --out-dir folder is not created here (``_made_folder``)."""
     if out and out_dir:
         raise LeafCodecError("give either -o OUTPUT or --out-dir DIR, not both")
     if out:
@@ -56,15 +90,46 @@ def _single_output(src: Path, out: str, suffix: str) -> Path:
 
 
 def _folder_outputs(inputs, out_dir: Path, suffix: str):
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LeafCodecError(f"cannot create output folder {shown(out_dir)}: {exc.strerror or exc}") from None
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise LeafCodecError(f"--out-dir {shown(out_dir)} is a file, not a folder")
     pairs = [(Path(i), out_dir / (Path(i).stem + suffix)) for i in inputs]
-    dests = [d for _, d in pairs]
-    if len(set(dests)) != len(dests):
-        raise LeafCodecError("two inputs share a file name stem; their outputs would collide in --out-dir")
+    first = {}
+    for src, dst in pairs:
+        if dst in first:
+            raise LeafCodecError(
+                f"{shown(first[dst])} and {shown(src)} share the file name stem {shown(src.stem)}; both would "
+                f"be written to {shown(dst)} (rename one, or code them in two runs)"
+            )
+        first[dst] = src
     return pairs
+
+
+class _made_folder:
+    """``with _made_folder(dir):`` creates the --out-dir folder (and its parents) when the work starts, and
+    removes what it created if it is still empty at the end (every input failed)."""
+
+    def __init__(self, folder):
+        self.folder, self.made = None if folder is None else Path(folder), []
+
+    def __enter__(self):
+        if self.folder is None:
+            return self
+        missing = [p for p in (self.folder, *self.folder.parents) if not os.path.lexists(p)]
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LeafCodecError(
+                f"cannot create output folder {shown(self.folder)}: {exc.strerror or exc}"
+            ) from None
+        self.made = missing  # deepest first
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.made:
+            try:
+                p.rmdir()  # only if empty
+            except OSError:
+                break
 
 
 def _file_id(path: Path):
@@ -108,14 +173,25 @@ def _run_batch(pairs, work, desc) -> int:
     return 2 if failures else 0
 
 
+_PREFIXES = "KMGT"
+# budget.DEFAULT_MAX_MEMORY as --max-memory's default; written out, because budget imports PyTorch and building
+# the parser must not (``info`` is light). tests/test_hardening.py checks that the two agree.
+DEFAULT_MAX_MEMORY_TEXT = "2G"
+BYTE_UNITS = "K, M, G = KiB, MiB, GiB (1024, 1024^2, 1024^3 bytes); KB, MB, GB = 1000, 1000^2, 1000^3 bytes"
+
+
 def _size(text: str, unit: int, what: str) -> int:
-    """``1500000``, ``64M``, ``2G`` (``unit`` 1000 for pixels, 1024 for bytes): a finite count of at least 1,
-    fractions rounded down. Infinity and NaN are refused (a limit must be a number; for none, give a huge one)."""
-    scale = {"": 1, "K": unit, "M": unit**2, "G": unit**3, "T": unit**4}
-    t = text.strip().upper().removesuffix("B") if unit == 1024 else text.strip().upper()
+    """``1500000``, ``64M``, ``2G``: a finite count of at least 1, fractions rounded down. ``unit`` 1000: a pixel
+    count (K, M, G, T are powers of 1000); 1024: a size in bytes, whose units (any case) are those of GNU tools:
+    K, KiB = 1024 and KB = 1000, and so on for M, G, T (``BYTE_UNITS``); B alone is bytes. Infinity and NaN are
+    refused (a limit must be a number; for none, give a huge one)."""
+    suffix = r"(?:([kmgt])(ib|b)?|(b))?" if unit == 1024 else r"([kmgt])?"
+    m = re.fullmatch(r"\s*(.*?)\s*" + suffix + r"\s*", text, re.IGNORECASE)
     try:
-        value = float(t[:-1]) * scale[t[-1]] if t and t[-1] in scale else float(t)
-    except ValueError:
+        prefix, kind = m.group(2), (m.group(3) or "").lower() if unit == 1024 else ""
+        base = 1000 if kind == "b" else unit
+        value = float(m.group(1)) * base ** (1 + _PREFIXES.index(prefix.upper()) if prefix else 0)
+    except (ValueError, AttributeError):
         raise LeafCodecError(f"{what} must be a number such as 64M or 2G, not {text!r}") from None
     if not math.isfinite(value):
         raise LeafCodecError(f"{what} must be a finite number such as 64M or 2G, not {text!r}")
@@ -128,6 +204,11 @@ def _size(text: str, unit: int, what: str) -> int:
 def _codec(args, backend: str = "torch", checkpoint=None):
     from helpers.codec.leaf_codec import LeafCodec
 
+    path = checkpoint or args.checkpoint
+    if path is not None and Path(path).is_dir():
+        raise CheckpointError(
+            f"--checkpoint {shown(path)} is a folder; give the checkpoint file (.pth.tar) in it"
+        )
     return LeafCodec(checkpoint or args.checkpoint, backend=backend,
                      max_pixels=_size(args.max_pixels, 1000, "--max-pixels"),
                      max_memory=_size(args.max_memory, 1024, "--max-memory"))  # fmt: skip
@@ -150,12 +231,11 @@ class _Decoders:
 
     def __call__(self, src):
         from helpers.codec.checkpoints import TUNES, tune_of
-        from helpers.codec.container import parse
-        from helpers.codec.leaf_codec import read_bitstream
+        from helpers.codec.container import parse, read_file
 
         path = self.args.checkpoint
         if path is None:
-            tune = tune_of(parse(read_bitstream(src)).model_name)
+            tune = tune_of(parse(read_file(src)).model_name)
             # A file of another model falls back to the MSE checkpoint, whose check_model says which one it needs.
             path = TUNES[tune][1] if tune and TUNES[tune][1].is_file() else None
         if path not in self.codecs:
@@ -167,6 +247,17 @@ def _level_text(level) -> str:
     return f"{level:.4f}".rstrip("0") if isinstance(level, float) else str(level)
 
 
+def _typed_level(level: float) -> float:
+    """A level as printed (``_level_text``: 4 decimals) back on the file's 1/256 grid: 3.0117 is 3.01171875.
+    Other values are left as they are for ``check_level`` to refuse (3.3 lies 0.0008 off the grid)."""
+    from helpers.codec.container import LEVEL_UNITS
+
+    if not math.isfinite(level):
+        return level
+    on_grid = round(level * LEVEL_UNITS) / LEVEL_UNITS
+    return on_grid if abs(level - on_grid) <= 0.5e-4 + 1e-12 else level
+
+
 def _cmd_compress(args) -> int:
     from helpers.codec.container import SUFFIX, bpp
 
@@ -174,19 +265,33 @@ def _cmd_compress(args) -> int:
     if target is not None and not (math.isfinite(target) and target > 0):
         raise LeafCodecError(f"--target-bpp must be a positive finite number, not {target:g}")
     max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
-    codec = _codec(args, checkpoint=_encoder_checkpoint(args))
-    level = None if args.level is None else codec.check_level(args.level)
+    max_ratio = _ratio(args.max_ratio)
     pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
+    codec = _codec(args, checkpoint=_encoder_checkpoint(args))
+    level = None if args.level is None else codec.check_level(_typed_level(args.level))
 
     def work(src, dst, notes):
-        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, target, notes)
+        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, target, notes, max_ratio)
         h, w = _size_of(dst)
         got = bpp(n, h, w)
         if target is not None:
             notes.extend(_unreachable_target(codec, target, got, chosen))
-        return f"{shown(src)} -> {shown(dst)}: {n} bytes, {got:.4f} bpp (level {_level_text(chosen)})"
+        return (
+            f"{shown(src)} -> {shown(dst)}: {plural(n, 'byte')}, {got:.4f} bpp (level {_level_text(chosen)})"
+        )
 
-    return _run_batch(pairs, work, "compress")
+    with _made_folder(args.out_dir):
+        return _run_batch(pairs, work, "compress")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise LeafCodecError(f"--max-ratio must be a number such as 5000, not {text!r}") from None
+    if not (math.isfinite(value) and value >= 1):
+        raise LeafCodecError(f"--max-ratio must be a finite number of at least 1, not {text!r}")
+    return value
 
 
 def _unreachable_target(codec, target: float, got: float, level) -> list[str]:
@@ -204,10 +309,9 @@ def _unreachable_target(codec, target: float, got: float, level) -> list[str]:
 
 
 def _size_of(leaf_file):
-    from helpers.codec.container import parse
-    from helpers.codec.leaf_codec import read_bitstream
+    from helpers.codec.container import parse, read_file
 
-    header = parse(read_bitstream(leaf_file))
+    header = parse(read_file(leaf_file))
     return header.height, header.width
 
 
@@ -223,44 +327,66 @@ def _cmd_decompress(args) -> int:
         h = decoder(src).decompress_file(src, dst, force=args.force)
         return f"{shown(src)} -> {shown(dst)}: {h.width}x{h.height}, level {_level_text(h.level)}"
 
-    return _run_batch(pairs, work, "decompress")
+    with _made_folder(args.out_dir):
+        return _run_batch(pairs, work, "decompress")
 
 
 def _cmd_info(args) -> int:
-    from helpers.codec.checkpoints import TUNE_OBJECTIVES, tune_of
-    from helpers.codec.container import bpp, parse
+    """The header, parsed by the container alone: no model, no PyTorch (a light command)."""
+    from helpers.codec.container import bpp, parse, read_file, tile_count
     from helpers.codec.imageio import COLOUR_NAMES
-    from helpers.codec.leaf_codec import read_bitstream
 
-    data = read_bitstream(args.file)
+    data = read_file(args.file)
     h = parse(data)
-    print(f"file:      {shown(args.file)}")
-    print(f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})")
-    tune = tune_of(h.model_name)
-    print(f"model:     {h.model_name} (weights {h.weights_hash.hex()})")
-    print(
-        f"tune:      {TUNE_OBJECTIVES[tune] if tune else 'not a shipped model (decode with its checkpoint)'}"
-    )
-    print(
+    tiles, streams = tile_count(h.height, h.width), len(h.streams) - 1
+    coded = plural(tiles, "coding tile") + ("" if streams == tiles else f", {streams} streams")
+    lines = [
+        f"file:      {shown(args.file)}",
+        f"size:      {h.width}x{h.height} ({COLOUR_NAMES[h.colour]})",
+        f"model:     {h.model_name} (weights {h.weights_hash.hex()})",
+        f"tune:      {_tune_text(h.model_name)}",
         f"level:     {_level_text(h.level)}"
-        + ("" if isinstance(h.level, int) else " (between trained levels)")
-    )
-    print(
-        f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len} in {len(h.streams) - 1} tile(s))"
-    )
-    print(f"bpp:       {bpp(len(data), h.height, h.width):.4f}")
+        + ("" if isinstance(h.level, int) else " (between trained levels)"),
+        f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len} in {coded})",
+        f"bpp:       {bpp(len(data), h.height, h.width):.4f}",
+    ]
+    for line in lines:
+        _say(line)
+    if h.level < 1:
+        _say(f"warning: level {_level_text(h.level)} is below 1, the lowest level of every model: the file is "
+             "damaged or forged (decompress refuses it)", sys.stderr)  # fmt: skip
     return 0
+
+
+def _tune_text(model_name: str) -> str:
+    """What ``info`` says of the tune, without importing the checkpoints module (which imports PyTorch)."""
+    known = {"leaf-hyperprior": "mse", "leaf-hyperprior-perceptual": "perceptual"}
+    objectives = {"mse": "MSE (PSNR-optimised)", "perceptual": "LPIPS-tuned (the paper's perceptual objective; "
+                  "its weights in MODEL_CARD_perceptual.md)"}  # fmt: skip
+    tune = known.get(model_name)
+    return objectives[tune] if tune else "not a shipped model (decode with its checkpoint)"
 
 
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are errors like any other: one line, exit status 2 (argparse's default prints usage)."""
 
+    argv: list[
+        str
+    ] = []  # the arguments being parsed (``dispatch``), for the hint about names starting with -
+
     def error(self, message):
-        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"error: {message}{_dash_hint(_Parser.argv)} (see `{self.prog} --help`)\n")
+
+
+def _dash_hint(argv) -> str:
+    """A file name that starts with a dash reads as an option: say how to write it (``./-x.jpg``)."""
+    for a in argv:
+        if a.startswith("-") and a != "-" and os.path.lexists(a):
+            return f"; {a!r} is read as an option: write a file name that starts with - as ./{a}"
+    return ""
 
 
 def _common_coding_options(s) -> None:
-    from helpers.codec.budget import DEFAULT_MAX_MEMORY
     from helpers.codec.imageio import DEFAULT_MAX_PIXELS
 
     s.add_argument(
@@ -271,13 +397,15 @@ def _common_coding_options(s) -> None:
                    help="overwrite existing outputs (regular files only: never folders, links, devices, FIFOs)")  # fmt: skip
     s.add_argument("--max-pixels", default=f"{DEFAULT_MAX_PIXELS // 10**6}M", metavar="N",
                    help="refuse larger images, e.g. 300M; a finite number, at least 1 (default: %(default)s)")  # fmt: skip
-    s.add_argument("--max-memory", default=f"{DEFAULT_MAX_MEMORY // 2**30}G", metavar="SIZE",
+    s.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY_TEXT, metavar="SIZE",
                    help="refuse images whose coding needs more working memory, e.g. 4G; a finite size, at "
-                        "least 1 byte (default: %(default)s)")  # fmt: skip
+                        f"least 1 byte; {BYTE_UNITS} (default: %(default)s)")  # fmt: skip
 
 
 def add_commands(sub) -> None:
     """The product's commands: compress, decompress, info."""
+    from helpers.codec.imageio import DEFAULT_MAX_RATIO
+
     s = sub.add_parser("compress", help="compress images to .leaf files")
     s.add_argument("inputs", nargs="+", metavar="INPUT")
     s.add_argument("-o", "--output", metavar="OUTPUT_FILE",
@@ -285,15 +413,20 @@ def add_commands(sub) -> None:
     s.add_argument("--out-dir", metavar="DIR", help="batch mode: write DIR/<stem>.leaf")
     rate = s.add_mutually_exclusive_group()
     rate.add_argument("--level", "--quality", type=float, dest="level",
-                      help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps")  # fmt: skip
+                      help="quality level 1..K (default: the middle one); fractional levels in 1/256 steps, "
+                           "given exactly (3.01171875) or as printed, to 4 decimals (3.0117)")  # fmt: skip
     rate.add_argument("--target-bpp", type=float, metavar="X",
                       help="the level (fractional if need be) whose file is nearest X bits per pixel (a note says when X "
                            "is beyond every level's rate)")  # fmt: skip
     rate.add_argument(
         "--max-bytes",
         metavar="N",
-        help="the highest level whose file has at most N bytes (e.g. 50K; at least 1)",
+        help=f"the highest level whose file has at most N bytes (e.g. 50K; at least 1); {BYTE_UNITS}",
     )
+    s.add_argument("--max-ratio", default=f"{DEFAULT_MAX_RATIO}", metavar="R",
+                   help="refuse input images of over 1 MP whose file is more than R times smaller than their 24-bit "
+                        "RGB pixels (photos: under 100; a decompression bomb or a file cut short: far more; flat "
+                        "synthetic images may need more) (default: %(default)s)")  # fmt: skip
     s.add_argument("--tune", choices=("mse", "perceptual"),
                    help="mse: the PSNR-optimised model (default); perceptual: tuned for LPIPS (the paper's perceptual objective)")  # fmt: skip
     _common_coding_options(s)
@@ -321,6 +454,7 @@ def parser(prog: str, description: str | None):
 
 
 def dispatch(p: argparse.ArgumentParser, argv) -> int:
+    _Parser.argv = list(argv)
     args = p.parse_args(argv)
     return args.func(args)
 
@@ -333,13 +467,26 @@ def run(handler, argv) -> int:
     # stderr, where a user should see only our one-line errors.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
     try:
-        return handler(argv)
+        status = handler(argv)
+        _flush_stdout()
+        return status
     except LeafCodecError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError as exc:  # printed without _say, and its reader gone: stop, as Unix tools do
+        _output_failed(sys.stdout, exc)
+        return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _flush_stdout() -> None:
+    """What a command printed reaches its reader now, where a failure can still be one line (module docstring)."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _output_failed(sys.stdout, exc)
 
 
 def main(argv=None) -> int:

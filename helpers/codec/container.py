@@ -23,17 +23,21 @@ Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB12
 Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file. Version 1 (one
 latent stream for the whole image, untiled) is refused with a message saying so.
 
+``read_file(path)`` reads a file header first: what does not start with the magic number is refused after four
+bytes, and no more is read than the header's stream lengths say (plus ``SLACK`` bytes of what follows, for the
+message), so neither /dev/zero nor a 4 GiB file of zeros is read into memory.
+
 What the decoder checks beyond the container is in ``helpers.codec.leaf_codec``.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass
 
-from helpers.codec import tiling
-from helpers.codec.errors import CodecError
+from helpers.codec.errors import CodecError, DataError, plural, shown
 from helpers.codec.imageio import COLOUR_NAMES
 
 MAGIC = b"LEAF"
@@ -42,6 +46,8 @@ SUFFIX = ".leaf"
 LEVEL_UNITS = 256  # the level is stored in 1/256 steps
 MAX_STREAMS_PER_TILE = 64  # room for channel-conditional / checkerboard entropy models (a stream per slice)
 _HEAD = struct.Struct("<HBIII")  # level, colour, height, width, symbols CRC
+SLACK = 64 * 1024  # bytes read beyond where the header says a file ends, for the message about them
+_SMALL = 4096  # fields the walk of ``read_file`` reads; longer streams are skipped
 
 
 # ----- the container ------------------------------------------------------------------------------------------
@@ -108,7 +114,9 @@ class _Reader:
 
     def take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.data):
-            raise CodecError(f"truncated file: it ends inside the {what} ({len(self.data)} bytes in all)")
+            raise CodecError(
+                f"truncated file: it ends inside the {what} ({plural(len(self.data), 'byte')} in all)"
+            )
         out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
@@ -131,16 +139,9 @@ class _Reader:
 
 def parse(data: bytes) -> Header:
     """Validate the container and return its header; raises CodecError naming what is wrong."""
-    data = bytes(data)
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise CodecError("not a .leaf file (wrong magic number)")
-    r = _Reader(data)
-    r.take(len(MAGIC), "magic number")
-    (version,) = r.unpack("<B", "format version")
-    if version != FORMAT_VERSION:
-        newer = "newer than" if version > FORMAT_VERSION else "different from"
-        hint = "; re-encode the image with this version" if version < FORMAT_VERSION else ""
-        raise CodecError(f"file format version {version} is {newer} this decoder's ({FORMAT_VERSION}){hint}")
+    r = _Reader(bytes(data))
+    _check_start(r)
+    data = r.data
     if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
         # Distinguish a cut file from a damaged one where we can.
         try:
@@ -170,7 +171,8 @@ def _parse_fields(r: _Reader, total: int) -> Header:
     # coding tile (the model's tile codec checks its own number).
     if not (count > tiles and (count - 1) % tiles == 0 and (count - 1) // tiles <= MAX_STREAMS_PER_TILE):
         raise CodecError(
-            f"corrupted header: {count} streams for a {width}x{height} image, which has {tiles} coding tiles"
+            f"corrupted header: {plural(count, 'stream')} for a {width}x{height} image, which has "
+            f"{plural(tiles, 'coding tile')}"
         )
     streams = []
     for i in range(count):
@@ -182,10 +184,80 @@ def _parse_fields(r: _Reader, total: int) -> Header:
             raise CodecError(f"corrupted {what}: {n} bytes is not a valid rANS stream length")
     r.take(4, "checksum")
     if r.pos != total:
-        raise CodecError(f"corrupted file: {total - r.pos} unexpected bytes after the checksum")
+        raise CodecError(f"corrupted file: {plural(total - r.pos, 'unexpected byte')} after the checksum")
     return Header(model_name, weights_hash, units, colour, height, width, symbols_crc, tuple(streams))
 
 
+# The grid of coding tiles is fixed by the format: ``tiling``'s constants, repeated here so that reading a header
+# needs no PyTorch (``info``); tests/test_hardening.py checks that the two agree.
+_PADDING, _LATENT_STRIDE, _CODING_TILE = 64, 16, 64  # tiling: models.STRIDE, LATENT_STRIDE, CODING_TILE
+
+
 def tile_count(height: int, width: int) -> int:
-    rows, cols = tiling.latent_size(height, width)
-    return -(-rows // tiling.CODING_TILE) * -(-cols // tiling.CODING_TILE)
+    """The coding tiles of a ``height`` x ``width`` image (``tiling.coding_tiles``)."""
+    rows = -(-height // _PADDING) * _PADDING // _LATENT_STRIDE
+    cols = -(-width // _PADDING) * _PADDING // _LATENT_STRIDE
+    return -(-rows // _CODING_TILE) * -(-cols // _CODING_TILE)
+
+
+# ----- reading a file, header first -----------------------------------------------------------------------------
+class _FileWalk(_Reader):
+    """``_Reader`` over an open file of ``size`` bytes that reads fields but skips (seeks over) long streams: it
+    follows the structure without holding it."""
+
+    def __init__(self, f, size: int):
+        super().__init__(b"")
+        self.f, self.size = f, size
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > self.size:
+            raise CodecError(
+                f"truncated file: it ends inside the {what} ({plural(self.size, 'byte')} in all)"
+            )
+        if n > _SMALL:
+            self.f.seek(n, 1)
+            out = b""
+        else:
+            out = self.f.read(n)
+        self.pos += n
+        return out
+
+
+def _check_start(r: _Reader) -> None:
+    """The magic number and the format version: what every reader checks first."""
+    try:
+        magic = r.take(len(MAGIC), "magic number")
+    except CodecError:
+        magic = b""
+    if magic != MAGIC:
+        raise CodecError("not a .leaf file (wrong magic number)")
+    (version,) = r.unpack("<B", "format version")
+    if version != FORMAT_VERSION:
+        newer = "newer than" if version > FORMAT_VERSION else "different from"
+        hint = "; re-encode the image with this version" if version < FORMAT_VERSION else ""
+        raise CodecError(f"file format version {version} is {newer} this decoder's ({FORMAT_VERSION}){hint}")
+
+
+def read_file(path) -> bytes:
+    """The bytes of the ``.leaf`` file at ``path``, read header first (module docstring); what ``parse`` would
+    refuse may come back for ``parse`` to word, but never more than the header accounts for plus ``SLACK``."""
+    from helpers.codec.fileio import open_input
+
+    try:
+        with open_input(path, "a .leaf file") as f:
+            size = os.fstat(f.fileno()).st_size
+            walk = _FileWalk(f, size)
+            _check_start(walk)  # refused after five bytes
+            try:
+                _parse_fields(walk, size)
+            except CodecError:
+                if size > walk.pos + SLACK:
+                    raise  # refused on what was read; the rest is not worth reading
+            f.seek(0)
+            return f.read(size)
+    except FileNotFoundError:
+        raise DataError(f"file not found: {shown(path)}") from None
+    except MemoryError:
+        raise DataError(f"not enough memory to read {shown(path)}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {shown(path)}: {exc.strerror or exc}") from None

@@ -28,3 +28,8 @@ def shown(path) -> str:
     has any (a newline, a tab, undecodable bytes), so that every message stays on one line."""
     text = str(path)
     return text if text.isprintable() else repr(text)
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 byte``, ``0 bytes``, ``2 bytes`` (``noun`` singular; its plural takes an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -8,6 +8,8 @@ whole new one, never a part:
   rename is atomic) with a random part in its name: a symbolic link planted in advance cannot redirect it. Its
   name is recognisable, ``.<target name>.<random>.tmp`` (``TEMP_SUFFIX``), so that a leftover of a killed run
   can be found (``leftover_temporaries``); SIGINT and SIGTERM remove it before the process ends (SIGKILL cannot).
+  Where that name would exceed the file system's name limit (a target name of over ~240 bytes), the target name
+  in it is cut short and followed by a hash of the whole name (``_temp_prefix``).
 * The data are flushed and fsync'ed before publishing, and the folder is fsync'ed after, so a crash leaves the
   old file or the new one.
 * Without ``force`` the target is published with ``os.link``, which fails if the target exists: two runs that
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import signal
 import stat
@@ -37,6 +40,32 @@ TEMP_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it back at once; os.umask is the only reader)
 os.umask(_UMASK)
 Content = bytes | Callable[[BinaryIO], object]
+_RANDOM_PART = 8  # tempfile's random names
+_NAME_MAX = 255  # bytes in a file name on every common file system, where pathconf cannot tell
+
+
+def open_input(path: str | Path, noun: str) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (or a link to one); a one-line DataError for a folder,
+    FIFO, device or socket, which are refused before they are opened for reading (a FIFO would block forever, a
+    device such as /dev/zero never ends). ``noun`` names what was expected ("an image"). FileNotFoundError and
+    other OSErrors are the caller's to word."""
+    _refuse_special(os.stat(path), path, noun)
+    # O_NONBLOCK: if a FIFO was put in its place since the stat, opening it does not wait for a writer.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _refuse_special(os.fstat(fd), path, noun)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_special(st: os.stat_result, path, noun: str) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{shown(path)} is a folder, not {noun}")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"cannot read {shown(path)}: it is {_kind(st.st_mode)}, not a regular file")
 
 
 def check_output(path: str | Path, force: bool = False) -> Path:
@@ -74,7 +103,7 @@ def atomic_write(path: str | Path, content: Content, force: bool = False) -> Pat
     """Write ``content`` to ``path`` atomically (see the module docstring); errors are one-line DataErrors."""
     path = check_output(path, force)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     except OSError as exc:
         raise DataError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
     tmp = Path(tmp_name)
@@ -154,10 +183,29 @@ def _removed_on_signals(tmp: Path):
         signal.signal(signal.SIGTERM, previous)
 
 
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.``, or where the temporary's name would not fit the file system's limit, ``.<name cut>~<hash>.``
+    (the hash of the whole name keeps two long names apart)."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = _NAME_MAX
+    limit = min(limit, _NAME_MAX) if limit > 0 else _NAME_MAX
+    prefix = f".{path.name}."
+    room = limit - _RANDOM_PART - len(TEMP_SUFFIX)
+    if len(os.fsencode(prefix)) <= room:
+        return prefix
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:12]
+    cut = path.name
+    while len(os.fsencode(f".{cut}~{digest}.")) > room:
+        cut = cut[:-1]
+    return f".{cut}~{digest}."
+
+
 def leftover_temporaries(path: str | Path) -> list[Path]:
     """Temporaries of ``path`` left by a killed run (``.<name>.<random>.tmp`` in its folder)."""
     path = Path(path)
     try:
-        return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"))
+        return sorted(path.parent.glob(f"{glob.escape(_temp_prefix(path))}*{TEMP_SUFFIX}"))
     except OSError:
         return []

@@ -17,12 +17,26 @@ that the codec can decode back to the same kind of image. Rules, the same for ev
 * CMYK, YCbCr and palettes are converted to RGB by Pillow.
 * Size: the pixel count is checked against ``max_pixels`` from the file's header, *before* the pixels are
   decoded (Pillow's own decompression-bomb limit is replaced by this one, which the user can raise).
+* Compression ratio: an image of over ``RATIO_FLOOR`` pixels whose file is more than ``max_ratio`` times
+  smaller than its 24-bit RGB pixels is refused before decoding (``DEFAULT_MAX_RATIO``, which the user can
+  raise): photos compress 2:1 to 40:1 (PlantVillage's JPEGs at most 38:1, Kodak's PNGs 1.5:1), and neither a
+  Huffman-coded JPEG (at least one bit per 8x8 block: ~1500:1 for a flat grey one) nor a flat RGB or grey PNG
+  (deflate's 1032:1; measured 852:1 and 3071:1) goes beyond 5000:1. What does is a header that claims far more
+  pixels than the file holds (the decoder would invent them: a decompression bomb), or a flat palette,
+  1-bit or lossless-WebP image, which no camera makes.
+* Damage: a truncated file is refused (Pillow's own check). Pillow does not report libjpeg's warnings about
+  corrupt JPEG data, so a run of ``ZERO_RUN`` or more zero bytes in the entropy-coded data of a JPEG that is not
+  flat (ratio under ``FLAT_RATIO``:1; photos have runs of at most 7) gets a note: zeroed sectors are the common
+  damage, and the decoder fills them with invented pixels.
+* Only regular files are read (``fileio.open_input``): a FIFO or a device is refused before it is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import re
 import struct
 import threading
 import warnings
@@ -33,12 +47,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from helpers.codec.errors import DataError, ResourceError, shown
+from helpers.codec.fileio import open_input
 
 COLOUR_RGB, COLOUR_GRAY, COLOUR_ALPHA_DROPPED, COLOUR_GRAY_ALPHA_DROPPED = 0, 1, 2, 3
 COLOUR_NAMES = {COLOUR_RGB: "RGB", COLOUR_GRAY: "grayscale", COLOUR_ALPHA_DROPPED: "RGB (alpha dropped)",
                 COLOUR_GRAY_ALPHA_DROPPED: "grayscale (alpha dropped)"}  # fmt: skip
 GRAY_COLOURS = (COLOUR_GRAY, COLOUR_GRAY_ALPHA_DROPPED)
 DEFAULT_MAX_PIXELS = 200_000_000  # far above a camera's 12-108 MP; the memory budget is the real limit
+DEFAULT_MAX_RATIO = 5000  # 24-bit RGB bytes per file byte (module docstring)
+RATIO_FLOOR = 1_000_000  # pixels: smaller images cost little whatever their ratio
+ZERO_RUN, FLAT_RATIO = 16, 150
+_ZEROS = re.compile(rb"\x00{%d,}" % ZERO_RUN)
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 # What Pillow raises on damaged files, besides OSError (struct.error: short EXIF/TIFF fields).
@@ -57,31 +76,96 @@ _pillow_limit = threading.Lock()
 
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                check_size: Callable[[int, int], None] | None = None,
-               notes: list[str] | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
+               notes: list[str] | None = None, max_ratio: float | None = DEFAULT_MAX_RATIO) -> tuple[np.ndarray, int]:  # fmt: skip
     """uint8 RGB (H, W, 3), possibly read-only, and its ``COLOUR_*`` mode; DataError/ResourceError otherwise.
     ``check_size(width, height)`` may refuse the image (e.g. a memory budget) before its pixels are decoded.
-    What the user should know about the reading (an animation's other frames dropped) is appended to ``notes``."""
+    What the user should know about the reading (an animation's other frames dropped, signs of damage) is
+    appended to ``notes``. ``max_ratio``: see the module docstring (None: no limit)."""
     path = Path(path)
     try:
-        with _quiet_pillow(), _open(path) as im:
+        f = open_input(path, "an image")
+    except FileNotFoundError:
+        raise DataError(f"image not found: {shown(path)}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read image {shown(path)}: {exc.strerror or exc}") from None
+    try:
+        with f, _quiet_pillow(), _open(f) as im:
             check_pixels(im.width, im.height, max_pixels, f"image {shown(path)}")
+            _check_ratio(im, os.fstat(f.fileno()).st_size, max_ratio, path)
             if check_size is not None:
                 check_size(im.width, im.height)
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1 and notes is not None:
-                notes.append(f"only the first of {frames} frames is coded")
+            if notes is not None:
+                notes.extend(_reading_notes(im, f))
             # Before exif_transpose, which may load the pixels (and forget the file's own sample layout).
             rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else None
             ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright image
             return image_to_rgb(im, rawmode)
-    except FileNotFoundError:
-        raise DataError(f"image not found: {shown(path)}") from None
-    except IsADirectoryError:
-        raise DataError(f"{shown(path)} is a folder, not an image") from None
     except MemoryError:
         raise ResourceError(f"not enough memory to read image {shown(path)}") from None
     except (DataError, *_DAMAGED) as exc:
-        raise DataError(f"cannot read image {shown(path)}: {exc}") from None
+        raise DataError(f"cannot read image {shown(path)}: {_damage(exc)}") from None
+
+
+def _damage(exc: BaseException) -> str:
+    """Pillow's message, without its internal names."""
+    text = str(exc)
+    if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:
+        return (
+            "its PNG metadata (a compressed text or colour-profile chunk) is larger than the reader accepts "
+            "(1 MB each, 64 MB in all); save the image without it"
+        )
+    return text
+
+
+def _check_ratio(im: Image.Image, file_bytes: int, max_ratio: float | None, path: Path) -> None:
+    raw = 3 * im.width * im.height
+    if max_ratio is None or im.width * im.height <= RATIO_FLOOR or raw <= max_ratio * max(file_bytes, 1):
+        return
+    raise ResourceError(
+        f"image {shown(path)} claims {im.width}x{im.height} pixels in {file_bytes} bytes, a compression ratio "
+        f"of {raw / max(file_bytes, 1):,.0f}:1, beyond any photograph's (the limit is {max_ratio:g}:1): a "
+        "damaged file or a decompression bomb; if it is a flat synthetic image, raise --max-ratio"
+    )
+
+
+def _reading_notes(im: Image.Image, f) -> list[str]:
+    """What ``load_image`` says about a file it reads: frames it drops, signs of damage."""
+    notes = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        held = _apng_frames(f.fileno()) if im.format == "PNG" else frames
+        lie = "" if held == frames else f" (the file says {frames} frames but holds {held})"
+        notes.append(f"only the first of {held} frames is coded{lie}")
+    if im.format == "JPEG":
+        run = _longest_zero_run(f.fileno())
+        if run >= ZERO_RUN and 3 * im.width * im.height < FLAT_RATIO * os.fstat(f.fileno()).st_size:
+            notes.append(
+                f"its JPEG data hold a run of {run} zero bytes, as a damaged file does (photos: at most 7); "
+                "the decoder may have invented pixels there: check the image"
+            )
+    return notes
+
+
+def _apng_frames(fd: int) -> int:
+    """The frames an APNG holds: its frame-control chunks, counted by walking the chunks (``os.pread``: the
+    file position Pillow reads from is not moved)."""
+    pos, count, size = 8, 0, os.fstat(fd).st_size
+    while pos + 8 <= size:
+        length, tag = struct.unpack(">I4s", os.pread(fd, 8, pos))
+        count += tag == b"fcTL"
+        if tag == b"IEND":
+            break
+        pos += 12 + length
+    return count
+
+
+def _longest_zero_run(fd: int) -> int:
+    """The longest run of zero bytes after a JPEG's first start-of-scan marker."""
+    data = os.pread(fd, os.fstat(fd).st_size, 0)
+    start = data.find(b"\xff\xda")
+    if start < 0:
+        return 0
+    return max((m.end() - m.start() for m in _ZEROS.finditer(data, start)), default=0)
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -118,13 +202,13 @@ def _quiet_pillow():
         yield
 
 
-def _open(path: Path) -> Image.Image:
-    """``Image.open`` with Pillow's decompression-bomb check off: ``check_pixels`` replaces it (with a limit the
-    user can raise). The check reads a module global, hence the lock."""
+def _open(f) -> Image.Image:
+    """``Image.open`` with Pillow's decompression-bomb check off: ``check_pixels`` and ``_check_ratio`` replace
+    it (with limits the user can raise). The check reads a module global, hence the lock."""
     with _pillow_limit:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            return Image.open(path)
+            return Image.open(f)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 

@@ -28,13 +28,14 @@ import torch
 
 from helpers.codec import budget, level_search, tiling
 from helpers.codec.checkpoints import load_model
-from helpers.codec.container import LEVEL_UNITS, Header, level_units, pack, parse, tile_count
-from helpers.codec.errors import CodecError, DataError, ResourceError, shown
+from helpers.codec.container import LEVEL_UNITS, Header, level_units, pack, parse, read_file, tile_count
+from helpers.codec.errors import CodecError, DataError, ResourceError
 from helpers.codec.fileio import atomic_write, check_output
 from helpers.codec.imageio import (
     COLOUR_NAMES,
     COLOUR_RGB,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_RATIO,
     check_pixels,
     load_image,
     output_image,
@@ -219,7 +220,10 @@ class LeafCodec:
     def decode_with_header(self, data: bytes) -> tuple[np.ndarray, Header]:
         header = parse(data)
         self.check_model(header)
-        self.check_level(header.level)
+        # The checksum held, yet the level is not the model's: a forged file or a faulty writer.
+        if not self.levels[0] <= header.level <= self.levels[-1]:
+            raise CodecError(f"corrupted header: level {header.level:g} is outside the model's levels "
+                             f"{self.levels[0]}..{self.levels[-1]}")  # fmt: skip
         expected = 1 + self.tile_codec.streams_per_tile * tile_count(header.height, header.width)
         if len(header.streams) != expected:
             raise CodecError(
@@ -259,13 +263,15 @@ class LeafCodec:
     # ----- files (the command line) ---------------------------------------------------------------------------
     def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False,
                       max_bytes: int | None = None, target_bpp: float | None = None,
-                      notes: list[str] | None = None) -> tuple[int, int | float]:  # fmt: skip
+                      notes: list[str] | None = None,
+                      max_ratio: float | None = DEFAULT_MAX_RATIO) -> tuple[int, int | float]:  # fmt: skip
         """Code the image file ``src`` into ``dst`` at ``level``, or at the level that meets ``max_bytes`` or
-        ``target_bpp`` (``encode_to_rate``): (bytes written, level). ``notes``: see ``imageio.load_image``."""
+        ``target_bpp`` (``encode_to_rate``): (bytes written, level). ``notes``, ``max_ratio``: see
+        ``imageio.load_image``."""
         check_output(dst, force)  # before the work; atomic_write checks again when it publishes
         latents = 1 if max_bytes is None and target_bpp is None else 2
         rgb, colour = load_image(
-            src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents), notes
+            src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents), notes, max_ratio
         )
         if latents == 1:
             level = self.check_level(self.default_level if level is None else level)
@@ -285,12 +291,5 @@ class LeafCodec:
 
 
 def read_bitstream(path: str | Path) -> bytes:
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file not found: {shown(path)}") from None
-    except IsADirectoryError:
-        raise DataError(f"{shown(path)} is a folder, not a .leaf file") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {shown(path)}: {exc.strerror}") from None
+    """The bytes of a ``.leaf`` file, read header first (``container.read_file``)."""
+    return read_file(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from helpers.codec.errors import CodecError
+from helpers.codec.errors import CodecError, plural
 
 CLOSE_ENOUGH = 0.01  # stop when the two ends of the bracket differ by less than 1 % in size
 
@@ -25,7 +25,9 @@ def largest_within(size_at: Callable[[int], int], lo: int, hi: int, limit: float
     ``hi`` fits). CodecError when even ``lo`` is too large."""
     s_lo = size_at(lo)
     if s_lo > limit:
-        raise CodecError(f"the smallest file ({s_lo} bytes) is above the {limit:.0f} bytes asked")
+        raise CodecError(
+            f"the smallest file ({plural(s_lo, 'byte')}) is above the {plural(int(limit), 'byte')} asked"
+        )
     s_hi = size_at(hi)
     if s_hi <= limit:
         return hi, None

@@ -113,7 +113,9 @@ def _ms_ssim_scales(x: torch.Tensor, y: torch.Tensor, levels: int) -> float:
 
 
 def ms_ssim_db(value: float) -> float:
-    """MS-SSIM on a dB scale, -10 log10(1 - v); ``inf`` for v = 1."""
+    """MS-SSIM on a dB scale, -10 log10(1 - v); ``inf`` for v = 1, NaN for NaN."""
+    if math.isnan(value):
+        return value
     return float("inf") if value >= 1 else float(-10 * math.log10(1 - value))
 
 
@@ -218,10 +220,19 @@ def lpips_distance(ref: np.ndarray, test: np.ndarray, device: str = "cpu") -> fl
         return float(sum(lpips.spatial_average(lin((a - b) ** 2), keepdim=True) for lin, a, b in layers))
 
 
+def ms_ssim_undefined(shape: tuple[int, ...]) -> str | None:
+    """Why (MS-)SSIM has no value for images of ``shape`` (H, W, ...), or None where it has one."""
+    h, w = shape[:2]
+    if min(h, w) >= 2:
+        return None
+    return f"not defined for {w}x{h} images (SSIM needs at least 2x2 pixels)"
+
+
 def compare_images(ref: np.ndarray, test: np.ndarray, lpips: bool = True) -> dict:
     """All quality metrics of one pair: ``psnr``, ``ms_ssim``, ``ms_ssim_db``, ``lpips`` (NaN if skipped, or
-    for images too small for it: ``lpips_undefined``)."""
-    v = ms_ssim(ref, test)
+    for images too small for them: ``ms_ssim_undefined``, ``lpips_undefined``)."""
+    _check_pair(ref, test)
+    v = float("nan") if ms_ssim_undefined(ref.shape) else ms_ssim(ref, test)
     return {
         "psnr": psnr(ref, test),
         "ms_ssim": v,
