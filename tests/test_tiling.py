@@ -45,7 +45,7 @@ def test_tiled_analysis_equals_the_whole_image_one(codec, photo):
     """The halo (32 pixels) covers g_a's receptive field (+-30): every latent sees exactly the same pixels."""
     rgb = np.ascontiguousarray(photo[:600, :1100])
     with single_thread(), torch.no_grad():
-        tiled = tiling.analyse(codec.model.g_a, rgb, codec.model.M, 2)
+        tiled = tiling.analyse(codec.g_a, rgb, codec.model.M, 2)
         x = pad_to_stride(torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255))
         whole = codec.model.g_a(x)
     assert tiled.shape == whole.shape
@@ -56,7 +56,7 @@ def test_tiled_synthesis_differs_from_the_whole_image_one_by_rounding_only(codec
     data = codec.encode(photo, 4)
     h = parse(data)
     with single_thread(), torch.no_grad():
-        y_hat = codec._decode_latent(h)
+        y_hat = codec._decode_latent(h, 1)
         whole = codec.model.synthesis(y_hat, h.level - 1)[0, :, : h.height, : h.width]
     whole = whole.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     tiled = codec.decode(data)

@@ -80,7 +80,9 @@ class LeafCodec:
         self.model_name, self.step = ckpt["name"], ckpt.get("step") or 0
         self.hash = bytes.fromhex(ckpt["weights_sha256"])[:8]
         self.levels = list(range(1, self.model.num_levels + 1))
-        _ = self.model.h_s64  # built now, not by two tile workers at once
+        # Built now, not by two tile workers at once.
+        _ = self.model.h_s64
+        self.g_a = self.model.coding_transform("g_a")
         self.tile_codec = self.model.tile_codec
         self.backend = backend
         self.max_pixels, self.max_memory = max_pixels, max_memory
@@ -89,7 +91,7 @@ class LeafCodec:
 
             self.g_s = OnnxSynthesis(self.model, ckpt["weights_sha256"])
         else:
-            self.g_s = self.model.g_s
+            self.g_s = self.model.coding_transform("g_s")
 
     @property
     def default_level(self) -> int:
@@ -130,7 +132,7 @@ class LeafCodec:
         self.check_size(w, h, decode=False, latents=1 + (len(levels) > 1))
         n = tiling.workers()
         with _allocation("encode", h, w), single_thread(), torch.no_grad():
-            y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
+            y = tiling.analyse(self.g_a, rgb, self.model.M, n)
             files = []
             for i, q in enumerate(levels):
                 # The last level scales y in place: one latent less at the peak (128 MB for 64 MP).
@@ -158,7 +160,7 @@ class LeafCodec:
         self.check_size(w, h, decode=False, latents=2)
         n, files = tiling.workers(), {}
         with _allocation("encode", h, w), single_thread(), torch.no_grad():
-            y = tiling.analyse(self.model.g_a, rgb, self.model.M, n)
+            y = tiling.analyse(self.g_a, rgb, self.model.M, n)
 
             def size_at(units: int) -> int:
                 if units not in files:
@@ -202,8 +204,7 @@ class LeafCodec:
     def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile) -> torch.Tensor:
         """The side parameters of one coding tile: the float64 hyper-synthesis of its hyper-latent window."""
         zw = tiling.z_window(t, *z_hat.shape[-2:])
-        params = self.model.hyper_synthesis(z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1])
-        return params[(..., *zw.crop(tiling.Z_STRIDE))]
+        return self.model.hyper_synthesis(z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1], zw.crop(tiling.Z_STRIDE))
 
     # ----- decoding -----------------------------------------------------------------------------------------
     def check_model(self, header: Header) -> None:
@@ -234,26 +235,27 @@ class LeafCodec:
         self.check_size(w, h, decode=True)
         n = tiling.workers()
         with _allocation("decode", h, w), single_thread(), torch.no_grad():
-            y_hat = self._decode_latent(header)
+            y_hat = self._decode_latent(header, n)
             index = header.level - 1
             rgb = tiling.synthesise(
-                lambda y: self.g_s(self.model.inv_gain(y, index)).clamp_(0, 1), y_hat, h, w, n
+                lambda y, region: self.g_s(self.model.inv_gain(y, index), region).clamp_(0, 1), y_hat, h, w, n
             )
         return rgb, header
 
-    def _decode_latent(self, header: Header) -> torch.Tensor:
+    def _decode_latent(self, header: Header, n: int) -> torch.Tensor:
         """Decode every stream (see the module docstring for the checks) -> the dequantised latent."""
         rows, cols = tiling.latent_size(header.height, header.width)
         y_hat = torch.empty(1, self.model.M, rows, cols)  # first: if memory is short, fail before any work
         z_shape = (rows // tiling.Z_STRIDE, cols // tiling.Z_STRIDE)
         z_hat = decompress_hyper(self.model.entropy_bottleneck, header.streams[0], z_shape)
         k, crc = self.tile_codec.streams_per_tile, 0
-        for i, t in enumerate(tiling.coding_tiles(header.height, header.width)):
+        tiles = tiling.coding_tiles(header.height, header.width)
+        # The float64 hyper-synthesis of the next tiles runs on the workers while this thread decodes rANS.
+        params = tiling.map_ordered(lambda t: self._tile_parameters(z_hat, t), tiles, n)
+        for i, (t, tile_params) in enumerate(zip(tiles, params)):
             streams = header.streams[1 + k * i : 1 + k * (i + 1)]
             name = f"latent stream {i + 1}" if k == 1 else f"latent streams {1 + k * i}-{k * (i + 1)}"
-            tile, symbols = self.tile_codec.decompress(
-                streams, self._tile_parameters(z_hat, t), (t.r1 - t.r0, t.c1 - t.c0), name
-            )
+            tile, symbols = self.tile_codec.decompress(streams, tile_params, (t.r1 - t.r0, t.c1 - t.c0), name)
             crc = zlib.crc32(symbols, crc)
             y_hat[..., t.r0 : t.r1, t.c0 : t.c1] = tile
         if crc != header.symbols_crc:

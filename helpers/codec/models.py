@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from compressai.models import CompressionModel
 from torch import nn
 
+from helpers.codec.regions import region_only
+
 # Rate-distortion trade-offs, one per quality level (CompressAI convention: loss = bpp + lambda * 255^2 * MSE).
 # Chosen so that PlantVillage leaves span roughly 0.05-1 bpp (the shipped model's; see its model card).
 DEFAULT_LAMBDAS = (0.0003, 0.0010, 0.0025, 0.0060, 0.015, 0.035, 0.085)
@@ -134,11 +136,23 @@ class CodingModel(CompressionModel):
             self._coding["h_s64"] = copy.deepcopy(self.h_s).double().eval().requires_grad_(False)
         return self._coding["h_s64"]
 
+    def coding_transform(self, name: str) -> nn.Module:
+        """``g_a`` or ``g_s`` as coding runs it: a frozen copy rewritten for CPU speed
+        (``helpers.codec.fast_transforms``), built on first use; ``update`` discards it."""
+        if name not in self._coding:
+            from helpers.codec.fast_transforms import coding_copy
+
+            self._coding[name] = coding_copy(getattr(self, name))
+        return self._coding[name]
+
     @torch.no_grad()
-    def hyper_synthesis(self, z_hat: torch.Tensor) -> torch.Tensor:
+    def hyper_synthesis(self, z_hat: torch.Tensor, region: tuple[slice, slice] | None = None) -> torch.Tensor:
         """h_s in float64: encoder and decoder must agree bit-for-bit on the side parameters (a float32
-        difference could flip a scale index and derail rANS). Returns them raw, float64."""
-        return self.h_s64(z_hat.double())
+        difference could flip a scale index and derail rANS). Returns them raw, float64: everywhere, or only
+        the output ``region`` (rows, columns), each layer computed only where the region depends on it."""
+        if region is None:
+            return self.h_s64(z_hat.double())
+        return region_only(self.h_s64, z_hat.double(), region)
 
     @torch.no_grad()
     def analyse(self, x: torch.Tensor, index) -> tuple[torch.Tensor, torch.Tensor]:

@@ -129,6 +129,7 @@ class OnnxSynthesis:
         except Exception as exc:
             raise CheckpointError(f"cannot build the ONNX decoder: {exc.__class__.__name__}: {exc}") from None
 
-    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, y: torch.Tensor, region: tuple[slice, slice] | None = None) -> torch.Tensor:
         y = np.ascontiguousarray(y.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {"y_hat": y})[0])
+        x = torch.from_numpy(self.session.run(None, {"y_hat": y})[0])
+        return x if region is None else x[(..., *region)]

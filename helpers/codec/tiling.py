@@ -144,10 +144,10 @@ def _take(items: Iterator, n: int) -> list:
 
 
 # ----- the two tiled transforms -------------------------------------------------------------------------------
-def analyse(g_a: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, channels: int,
+def analyse(g_a: Callable[[torch.Tensor, tuple], torch.Tensor], rgb: np.ndarray, channels: int,
             n_workers: int) -> torch.Tensor:  # fmt: skip
     """``g_a`` of a uint8 RGB image, tile by tile: float32 (1, channels, latent rows, latent cols), before the
-    level's gain. Each tile reads its pixels (replicate-padded to a multiple of ``STRIDE``) straight from ``rgb``:
+    level's gain. ``g_a(x, region)`` returns the latents of the (rows, columns) ``region`` of a window. Each tile reads its pixels (replicate-padded to a multiple of ``STRIDE``) straight from ``rgb``:
     the image is never held as float."""
     return_freed_buffers_to_the_system()
     h, w = rgb.shape[:2]
@@ -159,17 +159,18 @@ def analyse(g_a: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, channe
         r = np.minimum(np.arange(s * t.a0, s * t.a1), h - 1)  # replicate padding beyond the image
         c = np.minimum(np.arange(s * t.b0, s * t.b1), w - 1)
         x = torch.from_numpy(rgb[np.ix_(r, c)]).permute(2, 0, 1)[None].float().div(255)
-        y[:, :, t.r0 : t.r1, t.c0 : t.c1] = g_a(x)[(..., *t.crop())]
+        y[:, :, t.r0 : t.r1, t.c0 : t.c1] = g_a(x, t.crop())
 
     for _ in map_ordered(one, grid(rows, cols, TRANSFORM_TILE, HALO), n_workers):
         pass
     return y
 
 
-def synthesise(g_s: Callable[[torch.Tensor], torch.Tensor], y_hat: torch.Tensor, height: int, width: int,
+def synthesise(g_s: Callable[[torch.Tensor, tuple], torch.Tensor], y_hat: torch.Tensor, height: int, width: int,
                n_workers: int) -> np.ndarray:  # fmt: skip
     """Pixels of the decoded latent ``y_hat`` (1, M, rows, cols), tile by tile: uint8 RGB (height, width, 3).
-    ``g_s`` maps a latent window to pixels in [0, 1] (gain, synthesis and clamp)."""
+    ``g_s(window, region)`` maps a latent window to the pixels of its (rows, columns) ``region``, in [0, 1]
+    (gain, synthesis and clamp)."""
     return_freed_buffers_to_the_system()
     out = np.empty((height, width, 3), np.uint8)
     s = LATENT_STRIDE
@@ -178,7 +179,8 @@ def synthesise(g_s: Callable[[torch.Tensor], torch.Tensor], y_hat: torch.Tensor,
         h, w = min(s * t.r1, height) - s * t.r0, min(s * t.c1, width) - s * t.c0
         if h <= 0 or w <= 0:
             return  # a tile of padding only
-        x = g_s(y_hat[:, :, t.a0 : t.a1, t.b0 : t.b1])[(0, slice(None), *t.crop(s))][:, :h, :w]
+        r0, c0 = s * (t.r0 - t.a0), s * (t.c0 - t.b0)
+        x = g_s(y_hat[:, :, t.a0 : t.a1, t.b0 : t.b1], (slice(r0, r0 + h), slice(c0, c0 + w)))[0]
         px = x.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         out[s * t.r0 : s * t.r0 + h, s * t.c0 : s * t.c0 + w] = px.numpy()
 
