@@ -1,0 +1,103 @@
+"""The coding path's fast rewrites compute what the model's own modules compute: the channels-last transforms with
+fused GDN and sub-pixel convolutions, transforms and the hyper-synthesis computed on a region only, scale indexes
+by binary search, and the rANS coder called on arrays (the same streams as CompressAI's own calls)."""
+
+import random
+
+import pytest
+import torch
+from compressai.entropy_models import GaussianConditional
+from compressai.layers import GDN
+from compressai.models.utils import deconv
+from torch import nn
+
+from helpers.codec.checkpoints import load_model
+from helpers.codec.composed import ComposedModel
+from helpers.codec.fast_transforms import FusedGDN, SubPixelConv, coding_copy
+from helpers.codec.latent_coding import RansTables, scale_indexes
+from helpers.codec.regions import region_only
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model(None)[0]
+
+
+def test_a_sub_pixel_convolution_is_the_transposed_one():
+    torch.manual_seed(0)
+    for cout in (3, 8):
+        layer = deconv(16, cout)
+        x = torch.randn(2, 16, 9, 7)
+        assert torch.allclose(SubPixelConv(layer)(x), layer(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_fused_gdn_is_gdn(inverse):
+    torch.manual_seed(0)
+    gdn = GDN(8, inverse=inverse)
+    with torch.no_grad():
+        gdn.gamma.add_(torch.rand_like(gdn.gamma) * 0.1)
+    x = torch.randn(1, 8, 5, 6)
+    assert torch.allclose(FusedGDN(gdn)(x), gdn(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("transform", ["gdn", "dwsep"])
+def test_coding_copies_compute_the_model_transforms(shipped, transform):
+    """Every architecture's transforms (today's model; a depthwise-separable candidate with nested layers),
+    whole and on a region, within float32 rounding of the model's own modules."""
+    model = shipped if transform == "gdn" else ComposedModel("dwsep", 16, 24, "hyperprior", [0.01, 0.1]).eval()
+    torch.manual_seed(0)
+    x, y = torch.rand(1, 3, 128, 96), torch.randn(1, model.M, 8, 6) * 3
+    with torch.no_grad():
+        g_a, g_s = coding_copy(model.g_a), coding_copy(model.g_s)
+        assert torch.allclose(g_a(x), model.g_a(x), atol=1e-4)
+        assert torch.allclose(g_s(y), model.g_s(y), atol=1e-4)
+        region = (slice(16, 80), slice(32, 96))
+        assert torch.allclose(g_s(y, region), model.g_s(y)[(..., *region)], atol=1e-4)
+        assert torch.allclose(g_a(x, (slice(2, 6), slice(1, 5))), model.g_a(x)[..., 2:6, 1:5], atol=1e-4)
+    assert next(model.g_s.parameters()).is_contiguous()  # the model's own modules are left as they were
+
+
+def test_a_region_sums_exactly_what_the_whole_run_sums():
+    """float64: any output region of a net of strided, transposed and pointwise layers is the whole run's, to the
+    last few bits (only the order of the sums may differ), including regions at the edges of the output."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, 2, 2), nn.LeakyReLU(), nn.Conv2d(8, 4, 3, 1, 1),
+                        nn.Sequential(nn.ConvTranspose2d(4, 5, 5, 2, 2, 1))).double()  # fmt: skip
+    x = torch.randn(1, 3, 41, 37, dtype=torch.float64)
+    whole = net(x)
+    rng = random.Random(0)
+    for _ in range(100):
+        r0, c0 = rng.randrange(whole.shape[2]), rng.randrange(whole.shape[3])
+        r1, c1 = rng.randrange(r0 + 1, whole.shape[2] + 1), rng.randrange(c0 + 1, whole.shape[3] + 1)
+        part = region_only(net, x, (slice(r0, r1), slice(c0, c1)))
+        assert part.shape[-2:] == (r1 - r0, c1 - c0)
+        assert (part - whole[..., r0:r1, c0:c1]).abs().max() < 1e-12
+
+
+def test_a_region_of_the_hyper_synthesis_is_the_window_s(shipped):
+    z = torch.randint(-6, 7, (1, shipped.N, 20, 20), generator=torch.Generator().manual_seed(0)).float()
+    region = (slice(8, 72), slice(8, 72))
+    whole = shipped.hyper_synthesis(z)[(..., *region)]
+    assert (shipped.hyper_synthesis(z, region) - whole).abs().max() < 1e-9
+
+
+def test_scale_indexes_are_compressai_s(shipped):
+    gc = shipped.gaussian_conditional
+    table = gc.scale_table.float()
+    scales = torch.cat([torch.rand(20000) * 300, table, table * (1 + 1e-7), table * (1 - 1e-7),
+                        torch.tensor([0.0, -1.0, 1e-9, float("inf"), float("nan")])]).reshape(1, -1, 1, 1)  # fmt: skip
+    assert torch.equal(scale_indexes(gc, scales), gc.build_indexes(scales))
+
+
+def test_rans_on_arrays_writes_compressai_s_streams(shipped):
+    gc: GaussianConditional = shipped.gaussian_conditional
+    g = torch.Generator().manual_seed(0)
+    indexes = torch.randint(0, len(gc.scale_table), (1, 8, 12, 12), generator=g, dtype=torch.int32)
+    symbols = torch.randint(-30, 31, indexes.shape, generator=g, dtype=torch.int32)
+    rans = RansTables(gc)
+    stream = rans.encode(symbols, indexes)
+    assert stream == gc.compress(symbols.float(), indexes)[0]
+    assert torch.equal(rans.decode(stream + bytes(4096), indexes), symbols)
