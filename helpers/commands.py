@@ -1,7 +1,8 @@
-"""The front door: ``python -m helpers <command> ...``, every command of the product, the training and the study.
+"""The front door: ``python -m helpers <command> ...``, every command of the product, training, the study and the
+experiments (the top floor: it may import every package, and none imports it).
 
-The codec's own commands (compress, decompress, info) are ``helpers.codec.cli``'s; the study's and training's are
-here or, with their own options, in their modules (``STUDY_COMMANDS``). Errors a user can cause print one line and
+The codec's own commands (compress, decompress, info) are ``helpers.codec.cli``'s; the others are here or, with their
+own options, in their modules (``STUDY_COMMANDS``). Errors a user can cause print one line and
 exit 2.
 """
 
@@ -38,7 +39,8 @@ def _cmd_manifest(args) -> int:
 def _cmd_train(args) -> int:
     import json
 
-    from helpers.training.engine import TrainConfig, train
+    from helpers.training.config import TrainConfig
+    from helpers.training.loop import train
 
     cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else None
     overrides = {}
@@ -86,7 +88,7 @@ def _cmd_run_notebooks(args) -> int:
 
 def _cmd_metrics(args) -> int:
     from helpers.data.dataset import read_image
-    from helpers.study.metrics import compare_images, lpips_undefined, ms_ssim_undefined
+    from helpers.measures.metrics import compare_images, lpips_undefined, ms_ssim_undefined
 
     ref, test = read_image(args.reference), read_image(args.test)
     m = compare_images(ref, test, lpips=not args.no_lpips)
@@ -112,6 +114,12 @@ def _cmd_benchmark(args) -> int:
         against=args.against,
         codecs=args.codecs or CODECS,
     )
+    import pandas as pd
+
+    from helpers.training.loop import train_step_speed
+
+    print("\ntraining step, batch 16 of 128x128 crops:")
+    print(pd.DataFrame(train_step_speed()).round(3).to_string(index=False))
     return 0
 
 
@@ -173,17 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# The study's own commands, each with its own options (``python -m helpers COMMAND --help``): one front door.
+# The study's and the experiments' own commands, each with its own options (``python -m helpers COMMAND
+# --help``): one front door.
 STUDY_COMMANDS = {
     "bakeoff": (
-        "training.bakeoff",
+        "experiments.bakeoff",
         "train and measure the bake-off candidates (train|points|summary|ceiling)",
     ),
     "campaign": (
-        "training.campaign",
+        "experiments.campaign",
         "the codec v3 training campaign (train|export|curve|new-bits|step-times)",
     ),
-    "perceptual": ("training.perceptual", "the perceptual objective's sweep, long fine-tune and export"),
+    "perceptual": ("experiments.perceptual", "the perceptual objective's sweep, long fine-tune and export"),
     "diagnose": ("study.diagnosis", "the disease classifier of notebook 06 (train and measure)"),
     "colab-check": (
         "study.colab_check",

@@ -35,6 +35,18 @@ PERCEPTUAL_RUN = OUTPUTS / "runs" / "perceptual" / "final"
 SHIPPED_RUN = OUTPUTS / "runs" / "leaf_hyperprior_ft"
 
 
+def relative_name(path: str | Path, root: str | Path | None = ROOT) -> str:
+    """``path`` relative to ``root`` in POSIX form; the path as given when it lies outside ``root``. Paths shown in
+    tables, figure links, model cards and run configs go through it, so they read the same everywhere."""
+    path = Path(path)
+    if root is None:
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def data_dir() -> Path:
     """PlantVillage root (``<class>/<image>``): ``$DATA_DIR`` if set, else the downloaded copy."""
     return Path(os.environ.get("DATA_DIR") or DOWNLOADED_DATA).expanduser().resolve()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.codec.leaf_codec import LeafCodec
-from helpers.training import bakeoff
+from helpers.experiments import bakeoff
 from helpers.training.candidates import candidate
 from helpers.training.shipping import shipped
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 from helpers import paths
 from helpers.codec.errors import LeafCodecError
+from helpers.measures.metrics import psnr
 from helpers.study.baselines import AVIF_VARIANTS, classical_codecs
 from helpers.study.evaluate import CSV_COLUMNS, evaluate
-from helpers.study.metrics import psnr
 
 # The first bytes of each standard file (AVIF: an ISO-BMFF 'ftyp' box of brand 'avif' after its size).
 MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "jpeg2000": (0, b"\xff\x4f\xff\x51"), "webp": (8, b"WEBP"),

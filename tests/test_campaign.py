@@ -5,8 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from helpers.training import campaign
-from helpers.training import engine as train
+from helpers.experiments import campaign
+from helpers.training.config import TINY_RECIPE, TrainConfig, learning_rate
+from helpers.training.runs import load_training_checkpoint
+from helpers.training.state import build_state, save_state
 
 
 @pytest.fixture
@@ -18,13 +20,13 @@ def run_dir(tmp_path, monkeypatch):
 
 def _trained_state(run_dir):
     """A tiny model whose parameters moved away from their initial values, saved as a run's resumable state."""
-    cfg = train.TrainConfig.from_dict(train.TINY_RECIPE)
-    st = train.build_state(cfg, None, None, 0, torch.device("cpu"))
+    cfg = TrainConfig.from_dict(TINY_RECIPE)
+    st = build_state(cfg, None, None, 0, torch.device("cpu"))
     with torch.no_grad():
         for p in st.model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     st.step = 1234
-    train.save_state(st, run_dir / "last.pth.tar", 1, 0)
+    save_state(st, run_dir / "last.pth.tar", 1, 0)
     return st
 
 
@@ -33,7 +35,7 @@ def test_committed_weights_resume_with_exact_buffers(run_dir):
     campaign.export()
     (run_dir / "last.pth.tar").unlink()  # a new machine: only the committed weights are left
     campaign._from_committed_weights()
-    resumed = train.load_training_checkpoint(run_dir / "last.pth.tar")
+    resumed = load_training_checkpoint(run_dir / "last.pth.tar")
     assert resumed["step"] == 1234 and resumed["config"]["warm_from"] == 1234
     buffers = dict(st.model.named_buffers())
     for name, value in st.model.state_dict().items():
@@ -45,11 +47,11 @@ def test_committed_weights_resume_with_exact_buffers(run_dir):
 
 
 def test_fresh_optimiser_warms_up_again():
-    cfg = train.TrainConfig(steps=1000, lr=1e-3, warmup_steps=10, decay_start=0.5, warm_from=100)
-    assert train.learning_rate(cfg, 100) == pytest.approx(1e-4)
-    assert train.learning_rate(cfg, 109) == pytest.approx(1e-3)
+    cfg = TrainConfig(steps=1000, lr=1e-3, warmup_steps=10, decay_start=0.5, warm_from=100)
+    assert learning_rate(cfg, 100) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 109) == pytest.approx(1e-3)
     late = dataclasses.replace(cfg, warm_from=700)
-    assert train.learning_rate(late, 700) == pytest.approx(0.1 * train.learning_rate(cfg, 700))
+    assert learning_rate(late, 700) == pytest.approx(0.1 * learning_rate(cfg, 700))
 
 
 def test_weights_written_before_the_fix_resume_with_the_models_own_buffers(run_dir):
@@ -59,7 +61,7 @@ def test_weights_written_before_the_fix_resume_with_the_models_own_buffers(run_d
     torch.save({"model": old_style, "config": st.cfg.__dict__, "step": st.step}, campaign.WEIGHTS)
     (run_dir / "last.pth.tar").unlink()
     campaign._from_committed_weights()
-    resumed = train.load_training_checkpoint(run_dir / "last.pth.tar")["model"]
+    resumed = load_training_checkpoint(run_dir / "last.pth.tar")["model"]
     for name, value in st.model.named_buffers():
         assert torch.equal(resumed[name], value), name
     torch.testing.assert_close(resumed["log_gain"], st.model.log_gain.detach(), rtol=1e-3, atol=1e-4)

@@ -14,7 +14,7 @@ from helpers.training.candidates import (
     is_derived,
     widen_state,
 )
-from helpers.training.engine import _load_fine_tune_source, fine_tune_state
+from helpers.training.model_setup import fine_tune_state, load_fine_tune_source
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 LAMBDAS = (0.001, 0.01, 0.1)
@@ -126,7 +126,7 @@ def test_a_v3_fork_starts_from_v3s_transforms_and_hyperprior(name):
     v3 = trained.state_dict()
     fork = candidate(name, LAMBDAS)
     # The training engine's own load, which refuses a trained weight it would drop.
-    _load_fine_tune_source(fork, v3, "v3")
+    load_fine_tune_source(fork, v3, "v3")
     missing = [k for k in fork.state_dict() if k not in v3]
     loaded = fork.state_dict()
     shared = ("g_a.", "g_s.", "gain.", "inv_gain.", "latent_codec.hyper.")

@@ -80,7 +80,7 @@ def test_metrics_of_tiny_images_say_lpips_is_not_defined(tmp_path, capsys, size)
 
 
 def test_lpips_of_tiny_images_is_a_clean_error_in_the_library():
-    from helpers.study import metrics
+    from helpers.measures import metrics
 
     a, b = synthetic_leaf(0, 16), synthetic_leaf(1, 16)
     assert np.isnan(metrics.compare_images(a, b)["lpips"])

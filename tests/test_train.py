@@ -9,26 +9,38 @@ import pytest
 import torch
 
 from helpers.codec.errors import CheckpointError
-from helpers.training import engine as train
 from helpers.training.candidates import candidate, is_derived
+from helpers.training.config import TINY_RECIPE, TrainConfig, learning_rate, resolve_config
+from helpers.training.loop import retrain, train
+from helpers.training.loss import LPIPS_WEIGHT, RateDistortionLoss
+from helpers.training.model_setup import build_model, fine_tune_state
+from helpers.training.precision import cpu_precision
+from helpers.training.runs import (
+    atomic_save,
+    load_training_checkpoint,
+    run_stages,
+    stage_logs,
+    training_hours,
+)
 from helpers.training.shipping import shipped
+from helpers.training.state import build_state
 
 DATA_DIR = os.environ.get("DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="needs DATA_DIR")
-TINY = train.TINY_RECIPE
+TINY = TINY_RECIPE
 
 
 def test_learning_rate_schedule():
-    cfg = train.TrainConfig(steps=100, lr=1e-3, min_lr=1e-5, warmup_steps=10, decay_start=0.5)
-    assert train.learning_rate(cfg, 0) == pytest.approx(1e-4)
-    assert train.learning_rate(cfg, 30) == 1e-3
-    assert train.learning_rate(cfg, 75) == pytest.approx(0.5 * (1e-3 + 1e-5), rel=1e-6)
-    assert train.learning_rate(cfg, 100) == pytest.approx(1e-5)
+    cfg = TrainConfig(steps=100, lr=1e-3, min_lr=1e-5, warmup_steps=10, decay_start=0.5)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 30) == 1e-3
+    assert learning_rate(cfg, 75) == pytest.approx(0.5 * (1e-3 + 1e-5), rel=1e-6)
+    assert learning_rate(cfg, 100) == pytest.approx(1e-5)
 
 
 def test_atomic_save_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pth.tar"
-    train.atomic_save({"model": {}, "config": {}, "step": 1}, path)
+    atomic_save({"model": {}, "config": {}, "step": 1}, path)
 
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
@@ -36,29 +48,29 @@ def test_atomic_save_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        train.atomic_save({"step": 2}, path)
+        atomic_save({"step": 2}, path)
     monkeypatch.undo()
-    assert train.load_training_checkpoint(path)["step"] == 1
+    assert load_training_checkpoint(path)["step"] == 1
 
 
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        train.load_training_checkpoint(tmp_path / "missing.pth.tar")
+        load_training_checkpoint(tmp_path / "missing.pth.tar")
     (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
-        train.load_training_checkpoint(tmp_path / "junk.pth.tar")
+        load_training_checkpoint(tmp_path / "junk.pth.tar")
     torch.save({"weights": 1}, tmp_path / "other.pth.tar")
     with pytest.raises(CheckpointError, match="not a leaf-codec checkpoint"):
-        train.load_training_checkpoint(tmp_path / "other.pth.tar")
+        load_training_checkpoint(tmp_path / "other.pth.tar")
 
 
 @needs_data
 def test_resume_continues_exactly(tmp_path):
-    straight = train.train(tmp_path / "a", None, TINY, data_root=DATA_DIR, progress=False)
-    train.train(tmp_path / "b", None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
-    assert train.load_training_checkpoint(tmp_path / "b" / "last.pth.tar")["step"] == 2
-    resumed = train.train(tmp_path / "b", None, data_root=DATA_DIR, progress=False)
-    a, b = train.load_training_checkpoint(straight), train.load_training_checkpoint(resumed)
+    straight = train(tmp_path / "a", None, TINY, data_root=DATA_DIR, progress=False)
+    train(tmp_path / "b", None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
+    assert load_training_checkpoint(tmp_path / "b" / "last.pth.tar")["step"] == 2
+    resumed = train(tmp_path / "b", None, data_root=DATA_DIR, progress=False)
+    a, b = load_training_checkpoint(straight), load_training_checkpoint(resumed)
     assert a["step"] == b["step"] == 4
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
@@ -68,13 +80,13 @@ def test_resume_continues_exactly(tmp_path):
 
 @needs_data
 def test_resume_after_a_kill_logs_each_step_once(tmp_path):
-    train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
+    train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=2, progress=False)
     # A run killed between checkpoints has logged steps the checkpoint does not hold.
     with open(tmp_path / "train_log.csv") as f:
         killed_row = f.read().splitlines()[-1].replace("2,", "3,", 1)
     with open(tmp_path / "train_log.csv", "a") as f:
         f.write(killed_row + "\n")
-    train.train(tmp_path, None, data_root=DATA_DIR, progress=False)
+    train(tmp_path, None, data_root=DATA_DIR, progress=False)
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
     assert log[3] != killed_row  # step 3 was trained again, not kept from the killed run
@@ -83,12 +95,12 @@ def test_resume_after_a_kill_logs_each_step_once(tmp_path):
 
 
 def test_fine_tune_state_maps_gains_onto_new_levels():
-    trained = train.build_model(train.TrainConfig(N=8, M=4, lambdas=(1e-3, 4e-3, 1.6e-2)))
+    trained = build_model(TrainConfig(N=8, M=4, lambdas=(1e-3, 4e-3, 1.6e-2)))
     with torch.no_grad():
         trained.log_gain.copy_(torch.tensor([[-2.0], [0.0], [1.0]]).repeat(1, 4))
         trained.log_inv_gain.copy_(-trained.log_gain)
-    new = train.build_model(train.TrainConfig(N=8, M=4, lambdas=(2.5e-4, 1e-3, 2e-3, 4e-3, 1.6e-2, 6.4e-2)))
-    state = train.fine_tune_state(trained.state_dict(), new)
+    new = build_model(TrainConfig(N=8, M=4, lambdas=(2.5e-4, 1e-3, 2e-3, 4e-3, 1.6e-2, 6.4e-2)))
+    state = fine_tune_state(trained.state_dict(), new)
     new.load_state_dict(state)
     # Each lambda step is a factor 4 (2 for the 2e-3 level, half a step in log-lambda).
     expected = torch.tensor([-4.0, -2.0, -1.0, 0.0, 1.0, 2.0])
@@ -98,20 +110,20 @@ def test_fine_tune_state_maps_gains_onto_new_levels():
         assert torch.equal(new.state_dict()[key], trained.state_dict()[key])
     unordered = {**trained.state_dict(), "lambdas": torch.tensor([4e-3, 1e-3, 1.6e-2])}
     with pytest.raises(CheckpointError, match="not increasing"):
-        train.fine_tune_state(unordered, new)
+        fine_tune_state(unordered, new)
 
 
 @needs_data
 def test_fine_tuned_run_records_its_stages(tmp_path):
-    base = train.train(tmp_path / "base", None, TINY, data_root=DATA_DIR, progress=False)
-    lambdas = train.TrainConfig().lambdas
+    base = train(tmp_path / "base", None, TINY, data_root=DATA_DIR, progress=False)
+    lambdas = TrainConfig().lambdas
     tuned = {**TINY, "lambdas": [lambdas[0] / 4, *lambdas], "steps": 2}
-    train.train(tmp_path / "tuned", None, tuned, data_root=DATA_DIR, init_from=base, progress=False)
-    assert train.run_stages(tmp_path / "tuned") == [tmp_path / "base", tmp_path / "tuned"]
-    train_log, val_log = train.stage_logs(tmp_path / "tuned")
+    train(tmp_path / "tuned", None, tuned, data_root=DATA_DIR, init_from=base, progress=False)
+    assert run_stages(tmp_path / "tuned") == [tmp_path / "base", tmp_path / "tuned"]
+    train_log, val_log = stage_logs(tmp_path / "tuned")
     assert train_log.step.tolist() == [1, 2, 3, 4, 5, 6]
     assert train_log.stage.tolist() == ["base"] * 4 + ["tuned"] * 2
-    assert train.training_hours(train_log) > 0
+    assert training_hours(train_log) > 0
     # The base run's levels are renumbered to the tuned run's, where a new level 1 was added below them.
     first = val_log[val_log.step == 2]
     assert first.level.tolist() == list(range(2, len(lambdas) + 2))
@@ -120,19 +132,15 @@ def test_fine_tuned_run_records_its_stages(tmp_path):
 
 @needs_data
 def test_retrain_reruns_every_stage_in_order(tmp_path):
-    base = train.train(tmp_path / "base", None, TINY, data_root=DATA_DIR, progress=False)
-    train.train(
-        tmp_path / "tuned", None, {**TINY, "steps": 2}, data_root=DATA_DIR, init_from=base, progress=False
-    )
-    last = train.retrain(tmp_path / "tuned", tmp_path / "again", {"steps": 1}, data_root=DATA_DIR)
+    base = train(tmp_path / "base", None, TINY, data_root=DATA_DIR, progress=False)
+    train(tmp_path / "tuned", None, {**TINY, "steps": 2}, data_root=DATA_DIR, init_from=base, progress=False)
+    last = retrain(tmp_path / "tuned", tmp_path / "again", {"steps": 1}, data_root=DATA_DIR)
     assert last == tmp_path / "again" / "tuned" / "last.pth.tar"
-    assert train.run_stages(tmp_path / "again" / "tuned") == [
+    assert run_stages(tmp_path / "again" / "tuned") == [
         tmp_path / "again" / "base",
         tmp_path / "again" / "tuned",
     ]
-    assert [
-        train.load_training_checkpoint(p / "last.pth.tar")["step"] for p in train.run_stages(last.parent)
-    ] == [
+    assert [load_training_checkpoint(p / "last.pth.tar")["step"] for p in run_stages(last.parent)] == [
         1,
         1,
     ]
@@ -143,24 +151,24 @@ def test_fine_tuning_the_shipped_checkpoint_keeps_its_architecture(tmp_path):
     from helpers import paths
 
     small = {k: v for k, v in TINY.items() if k not in ("N", "M")} | {"steps": 1}
-    last = train.train(tmp_path / "ft", None, small, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
+    last = train(tmp_path / "ft", None, small, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
                        progress=False)  # fmt: skip
     shipped = torch.load(paths.SHIPPED_CHECKPOINT, weights_only=True)
-    config = train.load_training_checkpoint(last)["config"]
+    config = load_training_checkpoint(last)["config"]
     assert (config["N"], config["M"], list(config["lambdas"])) == tuple(
         shipped["config"][k] for k in ("N", "M", "lambdas")
     )
     assert config["init_from"] == "outputs/checkpoints/leaf_hyperprior.pth.tar"
     with pytest.raises(CheckpointError, match="does not fit this run's architecture: size mismatch"):
-        train.train(tmp_path / "wrong", None, TINY, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
+        train(tmp_path / "wrong", None, TINY, data_root=DATA_DIR, init_from=paths.SHIPPED_CHECKPOINT,
                     progress=False)  # fmt: skip
 
 
 @needs_data
 def test_resume_refuses_to_change_the_recipe(tmp_path):
-    train.train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=1, progress=False)
+    train(tmp_path, None, TINY, data_root=DATA_DIR, max_steps_this_call=1, progress=False)
     with pytest.raises(ValueError, match="cannot change lr"):
-        train.train(tmp_path, None, {"lr": 0.1}, data_root=DATA_DIR, progress=False)
+        train(tmp_path, None, {"lr": 0.1}, data_root=DATA_DIR, progress=False)
 
 
 @needs_data
@@ -173,14 +181,14 @@ def test_distributed_data_parallel_on_gloo(tmp_path):
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "helpers", "train",
                            str(tmp_path / "ddp"), *sets], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    ckpt = train.load_training_checkpoint(tmp_path / "ddp" / "last.pth.tar")
+    ckpt = load_training_checkpoint(tmp_path / "ddp" / "last.pth.tar")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 4 and len(ckpt["rng"]) == 2
 
 
 def test_lpips_weighs_in_the_distortion_at_each_level(one_torch_thread):
     """beta * LPIPS sits inside lambda's bracket, as in the paper's lambda_R * R + D: its weight scales with the
     level's lambda."""
-    from helpers.study.metrics import lpips_network
+    from helpers.measures.metrics import lpips_network
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)
@@ -189,12 +197,10 @@ def test_lpips_weighs_in_the_distortion_at_each_level(one_torch_thread):
         "likelihoods": {"y": torch.full((2, 8, 4, 4), 0.5)},
     }
     lam = torch.tensor([0.001, 0.1])
-    plain = train.RateDistortionLoss(train.TrainConfig())(out, x, lam)["loss"]
-    tuned = train.RateDistortionLoss(train.TrainConfig(beta=0.5))(out, x, lam)["loss"]
+    plain = RateDistortionLoss(TrainConfig())(out, x, lam)["loss"]
+    tuned = RateDistortionLoss(TrainConfig(beta=0.5))(out, x, lam)["loss"]
     lp = lpips_network()(out["x_hat"] * 2 - 1, x * 2 - 1).flatten()
-    assert float(tuned - plain) == pytest.approx(
-        float((lam * 0.5 * train.LPIPS_WEIGHT * lp).mean()), rel=1e-4
-    )
+    assert float(tuned - plain) == pytest.approx(float((lam * 0.5 * LPIPS_WEIGHT * lp).mean()), rel=1e-4)
 
 
 def test_a_run_fine_tuned_from_the_shipped_checkpoint_lists_the_shipped_run_as_its_stages(tmp_path):
@@ -205,15 +211,15 @@ def test_a_run_fine_tuned_from_the_shipped_checkpoint_lists_the_shipped_run_as_i
     (tmp_path / "config.json").write_text(
         json.dumps({"init_from": "outputs/checkpoints/leaf_hyperprior.pth.tar"})
     )
-    assert train.run_stages(tmp_path) == [*train.run_stages(paths.SHIPPED_RUN), tmp_path]
-    assert paths.SHIPPED_RUN in train.run_stages(tmp_path)
+    assert run_stages(tmp_path) == [*run_stages(paths.SHIPPED_RUN), tmp_path]
+    assert paths.SHIPPED_RUN in run_stages(tmp_path)
 
 
 def test_cpu_precision_is_measured_and_leaves_the_weights_alone(one_torch_thread):
-    cfg = train.TrainConfig(**{**TINY, "precision": "auto"})
-    st = train.build_state(cfg, None, None, 0, torch.device("cpu"))
+    cfg = TrainConfig(**{**TINY, "precision": "auto"})
+    st = build_state(cfg, None, None, 0, torch.device("cpu"))
     before = {k: v.clone() for k, v in st.model.state_dict().items()}
-    choice = train.cpu_precision(st, reps=1)
+    choice = cpu_precision(st, reps=1)
     assert choice["precision"] in ("fp32", "bf16") and choice["cpu"]
     assert choice[f"{choice['precision']}_s"] == min(choice["fp32_s"], choice["bf16_s"])
     after = st.model.state_dict()
@@ -224,8 +230,8 @@ def test_cpu_precision_is_measured_and_leaves_the_weights_alone(one_torch_thread
 @needs_data
 def test_a_deadline_stops_the_run_at_a_resumable_checkpoint(tmp_path):
     overrides = {**TINY, "steps": 50, "checkpoint_every": 100}
-    ckpt = train.train(tmp_path, None, overrides, data_root=DATA_DIR, progress=False, deadline=0.0)
-    state = train.load_training_checkpoint(ckpt)
+    ckpt = train(tmp_path, None, overrides, data_root=DATA_DIR, progress=False, deadline=0.0)
+    state = load_training_checkpoint(ckpt)
     assert state["step"] == 1  # one step, then the deadline (long past) stops it, with a checkpoint
 
 
@@ -236,11 +242,11 @@ def test_a_shipped_candidate_fine_tunes_as_itself_and_a_misfit_is_refused(tmp_pa
     torch.manual_seed(0)
     source = tmp_path / "channel.pth.tar"
     torch.save(shipped(candidate("channel", (0.002, 0.02)).eval(), "tiny-channel"), source)
-    cfg, _, init = train.resolve_config(tmp_path / "ft", None, {}, source)
+    cfg, _, init = resolve_config(tmp_path / "ft", None, {}, source)
     assert cfg.arch == "channel"
-    loaded = train.build_state(cfg, None, init, 0, torch.device("cpu")).model.state_dict()
+    loaded = build_state(cfg, None, init, 0, torch.device("cpu")).model.state_dict()
     trained = {k: v for k, v in init["model"].items() if not is_derived(k)}
     assert trained and all(torch.equal(loaded[k], v) for k, v in trained.items())
-    cfg, _, init = train.resolve_config(tmp_path / "misfit", None, {"arch": "base"}, source)
+    cfg, _, init = resolve_config(tmp_path / "misfit", None, {"arch": "base"}, source)
     with pytest.raises(CheckpointError, match="have no place in it"):
-        train.build_state(cfg, None, init, 0, torch.device("cpu"))
+        build_state(cfg, None, init, 0, torch.device("cpu"))

@@ -11,9 +11,9 @@ from PIL import Image, ImageFilter
 
 from helpers.codec.container import parse
 from helpers.codec.leaf_codec import LeafCodec
+from helpers.measures.metrics import edge_fidelity, hf_fidelity, sobel_magnitude
 from helpers.study import evaluate, visual_measures
 from helpers.study.baselines import Codec
-from helpers.study.metrics import edge_fidelity, hf_fidelity, sobel_magnitude
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,7 +10,7 @@ used to test the codec on a crop it never saw.
 Preprocessing: the codec works on RGB in [0, 1] and does not normalise its input (the rate-distortion loss and
 PSNR are defined on pixel values); ``normalize=True`` adds ImageNet channel normalisation for models that want
 it (a classifier, say). ``make_loader(train=True)`` serves the seed's augmentation (``train_transform``);
-``helpers.training.engine`` draws its own random crops from an in-memory array instead (no worker processes).
+``helpers.training.batches`` draws its own random crops from an in-memory array instead (no worker processes).
 """
 
 from __future__ import annotations

@@ -1,20 +1,19 @@
 """Speed and memory benchmark (a script, not a test): ``python -m helpers benchmark``.
 
 Prints encode/decode milliseconds per 256x256 test image and per 12-megapixel image for our codec and the
-classical codecs at one mid-rate setting each, the peak memory of the large case, and the training-step
-speed of float32 vs bfloat16/channels-last. Each large-image measurement runs in a fresh process, so its peak
-resident memory is its own. Numbers depend on the machine and its load; they are printed, never asserted.
+classical codecs at one mid-rate setting each and the peak memory of the large case (the command then adds the
+training step's speed: ``helpers.training.loop.train_step_speed``). Each large-image measurement runs in a fresh
+process, so its peak resident memory is its own. Numbers depend on the machine and its load; they are printed,
+never asserted.
 """
 
 from __future__ import annotations
 
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -99,31 +98,6 @@ def _child(name: str, image_path: str, checkpoint=None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def train_step_speed(steps: int = 6) -> list[dict]:
-    """Seconds per step of the training engine's own step (batch 16, 128x128 crops), in float32 vs
-    bfloat16 + channels-last."""
-    import torch
-
-    from helpers.training import engine as train
-
-    rows = []
-    for label, precision, channels_last in (
-        ("float32", "fp32", False),
-        ("bfloat16 + channels-last", "bf16", True),
-    ):
-        cfg = train.TrainConfig(precision=precision, channels_last=channels_last, batch_size=16, crop=128)
-        st = train.build_state(cfg, None, None, 0, torch.device("cpu"))
-        net, loss_fn = train.TrainStep(st.model), train.RateDistortionLoss(cfg)
-        batch = torch.rand(16, 3, 128, 128)
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            train.train_step(st, net, loss_fn, lambda b=batch: b)
-            times.append(time.perf_counter() - t0)
-        rows.append({"precision": label, "sec_per_step": statistics.median(times[2:])})
-    return rows
-
-
 def run(n_small: int = 8, large: bool = True, checkpoint=None, against=None, codecs=CODECS) -> dict:
     """Times ``codecs`` (``ours``: ``checkpoint``); ``against`` adds a second checkpoint of ours, timed in the
     same run (row ``against``), so two models' speeds compare on one machine under one load."""
@@ -146,9 +120,6 @@ def run(n_small: int = 8, large: bool = True, checkpoint=None, against=None, cod
             res["large"] = pd.DataFrame([{**_child(n, str(path), c), "codec": label} for label, n, c in runs])
         print(f"\n{LARGE_SIZE[0]}x{LARGE_SIZE[1]} image (one run each, fresh process; peak resident memory):")
         print(res["large"].round(3).to_string(index=False))
-    res["train"] = pd.DataFrame(train_step_speed())
-    print("\ntraining step, batch 16 of 128x128 crops:")
-    print(res["train"].round(3).to_string(index=False))
     return res
 
 

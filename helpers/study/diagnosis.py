@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from helpers import paths
 from helpers.codec.errors import LeafCodecError
 from helpers.data import dataset as data
-from helpers.study.metrics import RATE_WINDOW
+from helpers.measures.metrics import RATE_WINDOW
 
 CLASSIFIER = paths.CHECKPOINTS / "disease_classifier.pt"
 CLASSIFIER_CARD = paths.CHECKPOINTS / "DISEASE_CLASSIFIER.md"
@@ -105,7 +105,7 @@ def degrade(img: np.ndarray, seed: int) -> np.ndarray:
 @torch.no_grad()
 def features(images: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
     """(N, N_FEATURES) float32 for uint8 RGB images; images of one batch must share a size."""
-    from helpers.study.metrics import lpips_network
+    from helpers.measures.metrics import lpips_network
 
     net = lpips_network()
     out = []
@@ -340,7 +340,7 @@ def study_codecs(checkpoints: dict[str, Path], stride: int = 1) -> list:
 
 def original_features(records: Sequence[data.Record], root: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows (one per image, ``codec`` "original": the published JPEG file and its bpp) and their features."""
-    from helpers.study.metrics import bpp
+    from helpers.measures.metrics import bpp
 
     imgs = [data.read_image(Path(root) / r.path) for r in records]
     rows = [{"image": r.path, "cls": r.cls, "part": part(r), "codec": "original", "setting": "file",

@@ -25,9 +25,17 @@ import pandas as pd
 
 from helpers import paths
 from helpers.codec.errors import CodecError, DataError
+from helpers.measures.metrics import (
+    FIDELITY_COLUMNS,
+    RATE_WINDOW,
+    bd_rate,
+    bpp,
+    compare_images,
+    fidelity_scores,
+)
+from helpers.paths import relative_name
 from helpers.study.baselines import Codec
-from helpers.study.metrics import FIDELITY_COLUMNS, RATE_WINDOW, bd_rate, bpp, compare_images, fidelity_scores
-from helpers.study.tables import relative_name, write_csv
+from helpers.study.tables import write_csv
 
 CSV_COLUMNS = ("image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "lpips",
                "encode_ms", "decode_ms", "height", "width")  # fmt: skip
@@ -307,7 +315,7 @@ def published_kodak(path: Path = PUBLISHED_KODAK) -> pd.DataFrame:
     ``ms_ssim`` and ``ms_ssim_db`` where published), copied with their source into ``path``."""
     import json
 
-    from helpers.study.metrics import ms_ssim_db
+    from helpers.measures.metrics import ms_ssim_db
 
     rows = []
     for name, entry in json.loads(Path(path).read_text())["codecs"].items():

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from helpers import paths
-from helpers.study.metrics import RATE_WINDOW
+from helpers.measures.metrics import RATE_WINDOW
 
 
 def save_figure(fig, name: str, out_dir: Path | None = None, dpi: int = 110) -> list[Path]:
@@ -195,7 +195,7 @@ def matched_panels(examples, view: str = "image", crop: int = 64, title: str = "
     original's 99th percentile), with the edge F1 against the original on each panel."""
     from matplotlib.patches import Rectangle
 
-    from helpers.study.metrics import edge_fidelity, sobel_magnitude
+    from helpers.measures.metrics import edge_fidelity, sobel_magnitude
 
     names = _codec_columns(examples)
     ncols = 1 + len(names)

@@ -1,9 +1,8 @@
-"""The study's one table writer (CSV for machines, GitHub Markdown for people) and its one path relativiser.
+"""The study's one table writer (CSV for machines, GitHub Markdown for people).
 
 Every table a notebook saves goes through ``save_table`` (``<name>.csv`` + ``<name>.md``), every per-image
 result through ``write_csv``; both publish atomically (``fileio.atomic_write``), so an interrupted run leaves
-the previous file, never half of one. Paths shown in tables, figure links and model cards go through
-``relative_name``, so they read the same everywhere (relative to the repository, or to the data folder).
+the previous file, never half of one. Paths shown in them go through ``paths.relative_name``.
 """
 
 from __future__ import annotations
@@ -14,17 +13,6 @@ import numpy as np
 import pandas as pd
 
 from helpers import paths
-
-
-def relative_name(path: str | Path, root: str | Path | None = paths.ROOT) -> str:
-    """``path`` relative to ``root`` in POSIX form; the path as given when it lies outside ``root``."""
-    path = Path(path)
-    if root is None:
-        return path.as_posix()
-    try:
-        return path.resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:

@@ -51,7 +51,7 @@ def visual_sweep(image_paths, codecs, targets=(0.5,), tolerance: float | None = 
     at the setting ``match_bitrate`` picks, with LPIPS) and ``error_hist`` (``{(target, codec): counts}``, the
     absolute errors of all RGB samples at the matched setting, bins 0..255, summed over the images).
     """
-    from helpers.study.metrics import fidelity_scores, lpips_distance
+    from helpers.measures.metrics import fidelity_scores, lpips_distance
 
     rows, matched, hist = [], [], {}
     for name, img, coded in coded_images(
@@ -121,7 +121,7 @@ def pick_crop(img: np.ndarray, size: int = 64, mask: np.ndarray | None = None) -
     borders. Chosen on the original, the same window for every codec."""
     from scipy import ndimage
 
-    from helpers.study.metrics import sobel_magnitude
+    from helpers.measures.metrics import sobel_magnitude
 
     energy = sobel_magnitude(img)
     if mask is not None and mask.sum() > size * size:

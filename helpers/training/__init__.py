@@ -1,2 +1,4 @@
-"""Training: the engine, the bake-off candidates, the bake-off and the v3 campaign, perceptual fine-tuning, run
-folders, and shipping a trained model as a codec checkpoint."""
+"""Training: a run's recipe and schedule (``config``), the model and its fine-tuning weights (``model_setup``),
+the objective (``loss``), batches (``batches``), precision measured per machine (``precision``), resumable state
+(``state``), the loop (``loop``), run folders (``runs``), the bake-off candidates by name (``candidates``), and
+shipping a trained model as a codec checkpoint (``shipping``)."""

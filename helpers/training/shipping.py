@@ -8,7 +8,8 @@ import torch
 
 from helpers.codec.checkpoints import weights_hash
 from helpers.codec.fileio import atomic_write
-from helpers.training.engine import TrainConfig, build_model
+from helpers.training.config import TrainConfig
+from helpers.training.model_setup import build_model
 from helpers.training.runs import load_training_checkpoint
 
 

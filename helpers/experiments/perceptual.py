@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import paths
-from helpers.study.tables import relative_name as relative
+from helpers.paths import relative_name as relative
 from helpers.study.tables import replace_rows, save_table, write_csv
 
 RUNS = paths.OUTPUTS / "runs" / "perceptual"
@@ -51,7 +51,7 @@ def run_dir(name: str) -> Path:
 def fine_tune(run: Path, alpha: float, beta: float, recipe: dict, steps: int | None = None) -> Path:
     """Fine-tune the shipped MSE model in ``run`` with weights ``alpha``, ``beta`` (resumable); its checkpoint.
     The run keeps the MSE model's architecture and levels (``train.resolve_config`` inherits them)."""
-    from helpers.training.engine import train
+    from helpers.training.loop import train
 
     overrides = {**recipe, "alpha": alpha, "beta": beta, **({"steps": steps} if steps else {})}
     if (run / "last.pth.tar").exists():
@@ -89,8 +89,8 @@ def sweep_points(names, workers: int = 2) -> pd.DataFrame:
 def compare(per_image: pd.DataFrame, anchor: str = "mse") -> pd.DataFrame:
     """One row per model against ``anchor``: BD-rates on PSNR, MS-SSIM dB and LPIPS, and the mean change at equal
     rate of edge precision, edge F1 and the high-frequency measures (``metrics.hf_fidelity``)."""
+    from helpers.measures.metrics import FIDELITY_COLUMNS
     from helpers.study.evaluate import bd_table, delta_at_equal_rate, mean_by_setting
-    from helpers.study.metrics import FIDELITY_COLUMNS
 
     summary = mean_by_setting(per_image, ["psnr", "ms_ssim_db", "lpips", *FIDELITY_COLUMNS], std=())
     table = bd_table(summary, anchors=(anchor,))

@@ -30,12 +30,13 @@ from helpers.codec.checkpoints import load_model
 from helpers.codec.leaf_codec import LeafCodec
 from helpers.codec.models import pad_to_stride
 from helpers.data.dataset import load_array, photo_split, read_image, read_manifest, split_paths
+from helpers.measures.metrics import RATE_WINDOW, bd_rate, psnr
 from helpers.study.baselines import Codec, classical_codecs
 from helpers.study.evaluate import evaluate, learned_codec, mean_by_setting
-from helpers.study.metrics import RATE_WINDOW, bd_rate, psnr
 from helpers.study.tables import replace_rows, save_table
 from helpers.training.candidates import CANDIDATES, candidate, decoder_kmacs_per_pixel
-from helpers.training.engine import TrainConfig, train
+from helpers.training.config import TrainConfig
+from helpers.training.loop import train
 from helpers.training.shipping import write_shipped
 
 RUNS = paths.OUTPUTS / "runs" / "bakeoff"
@@ -49,7 +50,7 @@ BAKEOFF = ("base", "channel", "elic", "wide", "dwsep")
 WARM_RECIPE = dict(lambdas=V2_LAMBDAS, steps=600, batch_size=4, crop=256, photo_share=0.5, lr=2e-4,
                    decay_start=0.25, warmup_steps=50, checkpoint_every=100, log_every=25, val_every=600)  # fmt: skip
 WARM = ("base", "channel", "elic")
-# The campaign's own recipe (helpers.training.campaign), for candidates run from scratch beside v3 at equal steps.
+# The campaign's own recipe (helpers.experiments.campaign), for candidates run from scratch beside v3 at equal steps.
 V3_RECIPE = dict(lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=192, photo_share=0.5, lr=1e-3,
                  decay_start=0.9, warmup_steps=500, checkpoint_every=200, log_every=50, val_every=1000,
                  val_images=12)  # fmt: skip
@@ -59,7 +60,9 @@ V3_RECIPE = dict(lambdas=V2_LAMBDAS, steps=200_000, batch_size=8, crop=192, phot
 # three (0.19-0.3 s a step on two cores) fit in one session's free CPU-hours (v3 itself had 8,000: flat).
 FORK_RECIPE = {**V3_RECIPE, "steps": 6_000, "lr": 1e-4, "decay_start": 0.1}
 FORK = ("v3", "v3_channel", "v3_checkerboard")
-V3_WEIGHTS = RUNS / "v3" / "weights_fp16.pt"  # the campaign's committed weights (helpers.training.campaign)
+V3_WEIGHTS = (
+    RUNS / "v3" / "weights_fp16.pt"
+)  # the campaign's committed weights (helpers.experiments.campaign)
 # where runs begin -> (recipe, weights they start from, the candidates run by default)
 STARTS = {
     "scratch": (RECIPE, None, BAKEOFF),

@@ -27,10 +27,14 @@ import pandas as pd
 import torch
 
 from helpers import paths
-from helpers.study.tables import relative_name
-from helpers.training.bakeoff import ANCHOR, RUNS, V3_RECIPE, V3_WEIGHTS, bd, ceiling, rd_points
-from helpers.training.engine import TrainConfig, build_model, build_state, cpu_model, save_state, train
+from helpers.experiments.bakeoff import ANCHOR, RUNS, V3_RECIPE, V3_WEIGHTS, bd, ceiling, rd_points
+from helpers.paths import relative_name
+from helpers.training.config import TrainConfig
+from helpers.training.loop import train
+from helpers.training.model_setup import build_model
+from helpers.training.precision import cpu_model
 from helpers.training.runs import append_csv, atomic_save, load_training_checkpoint
+from helpers.training.state import build_state, save_state
 
 NAME = "v3"
 RUN = RUNS / NAME
@@ -132,7 +136,7 @@ def equal_steps(run: str, against: str = NAME) -> pd.DataFrame:
 def new_channel_bits(n_leaves: int = 4) -> pd.DataFrame:
     """Estimated bpp per level carried by the latent channels beyond the shipped model's M (128): the check
     that the widened channels woke up."""
-    from helpers.training.bakeoff import _to_tensor, load_candidate, validation_images
+    from helpers.experiments.bakeoff import _to_tensor, load_candidate, validation_images
 
     model, _ = load_candidate(NAME)
     old_m = load_training_checkpoint(paths.SHIPPED_CHECKPOINT)["config"]["M"]
@@ -156,26 +160,20 @@ def step_times(steps: int = 6) -> dict:
     no sampling) against the loop's (crops sampled and augmented from the uint8 arrays), alternately."""
     import statistics
 
-    from helpers.training.engine import (
-        RateDistortionLoss,
-        TrainStep,
-        build_data,
-        resolve_precision,
-        train_step,
-    )
+    from helpers.training.batches import build_data
+    from helpers.training.loop import TrainStep, train_step
+    from helpers.training.loss import RateDistortionLoss
+    from helpers.training.precision import alternate_seconds, resolve_precision
 
     cfg = TrainConfig.from_dict(RECIPE)
     st = build_state(cfg, None, None, 0, torch.device("cpu"))
     resolve_precision(st, RUN, log=False)
     sampler, _ = build_data(cfg, paths.data_dir(), paths.MANIFEST, st.generator, progress=False)
     net, loss_fn, batch = TrainStep(st.model), RateDistortionLoss(cfg), sampler()
-    times = {"bare": [], "loop": []}
-    for i in range(steps + 1):
-        for kind, source in (("bare", lambda: batch), ("loop", sampler)):
-            t0 = time.perf_counter()
-            train_step(st, net, loss_fn, source)
-            if i:  # the first of each warms up
-                times[kind].append(time.perf_counter() - t0)
+    sources = {"bare": lambda: batch, "loop": sampler}
+    times = alternate_seconds(
+        {k: lambda s=s: train_step(st, net, loss_fn, s) for k, s in sources.items()}, steps
+    )
     row = {"time": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(),
            "precision": "bf16" if st.amp_dtype is not None else "fp32",
            **{f"{k}_s_per_step": round(statistics.median(v), 3) for k, v in times.items()}}  # fmt: skip
