@@ -64,7 +64,7 @@ def test_weights_written_before_the_fix_resume_with_the_models_own_buffers(run_d
     resumed = load_training_checkpoint(run_dir / "last.pth.tar")["model"]
     for name, value in st.model.named_buffers():
         assert torch.equal(resumed[name], value), name
-    torch.testing.assert_close(resumed["log_gain"], st.model.log_gain.detach(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(resumed["gain.log"], st.model.gain.log.detach(), rtol=1e-3, atol=1e-4)
 
 
 def test_train_moves_the_schedule_when_asked(run_dir, monkeypatch):

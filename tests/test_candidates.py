@@ -4,9 +4,8 @@ did; v3's context-model forks start from v3's weights and stay within the decode
 import pytest
 import torch
 
-from helpers.codec.composed import ComposedModel
 from helpers.codec.errors import CheckpointError
-from helpers.codec.hyperprior import LeafHyperprior
+from helpers.codec.gain_hyperprior import GainHyperprior, leaf_hyperprior
 from helpers.training.candidates import (
     CANDIDATES,
     candidate,
@@ -106,10 +105,10 @@ def test_v3_hyper_synthesis_is_bounded_in_width():
 
 @pytest.mark.parametrize("name", ["v3_channel", "v3_checkerboard"])
 def test_v3_context_models_keep_the_decoder_within_twice_todays_cost(name):
-    today = decoder_kmacs_per_pixel(LeafHyperprior(64, 128, LAMBDAS), size=128)["decoder"]
+    today = decoder_kmacs_per_pixel(leaf_hyperprior(64, 128, LAMBDAS), size=128)["decoder"]
     light = decoder_kmacs_per_pixel(candidate(name, LAMBDAS), size=128)["decoder"]
     transform, N, M, entropy, hidden, _ = CANDIDATES[name]
-    full = decoder_kmacs_per_pixel(ComposedModel(transform, N, M, entropy, LAMBDAS, hidden), size=128)[
+    full = decoder_kmacs_per_pixel(GainHyperprior(transform, N, M, entropy, LAMBDAS, hidden), size=128)[
         "decoder"
     ]
     assert light <= 2 * today < full  # the full-size context would break the budget at M = 320

@@ -22,11 +22,12 @@ from PIL import Image
 from helpers import paths
 from helpers.codec import fileio
 from helpers.codec.checkpoints import weights_hash
-from helpers.codec.container import parse
+from helpers.codec.container import parse, read_file
 from helpers.codec.errors import CheckpointError, CodecError, DataError
+from helpers.codec.files import compress_file, decompress_file
 from helpers.codec.imageio import COLOUR_ALPHA_DROPPED, COLOUR_GRAY, COLOUR_NAMES, COLOUR_RGB
 from helpers.codec.imageio import load_image as load_input_image
-from helpers.codec.leaf_codec import LeafCodec, read_bitstream
+from helpers.codec.leaf_codec import LeafCodec
 from helpers.commands import main
 
 # Every level of the shipped checkpoint must be at least as good as the one below it.
@@ -99,8 +100,8 @@ def _png16(arr: np.ndarray) -> bytes:
 
 def _file_round_trip(codec, src: Path, tmp_path: Path):
     leaf_file, png = tmp_path / "x.leaf", tmp_path / "x.png"
-    codec.compress_file(src, leaf_file, level=4)
-    header = codec.decompress_file(leaf_file, png)
+    compress_file(codec, src, leaf_file, level=4)
+    header = decompress_file(codec, leaf_file, png)
     return header, Image.open(png)
 
 
@@ -430,7 +431,7 @@ def test_a_file_from_another_model_is_refused(tmp_path, shipped, capsys, leaf_fi
     _, _, leaf_file = leaf_files
     other = _retrained(shipped, tmp_path)
     with pytest.raises(CodecError, match="pass the matching --checkpoint"):
-        LeafCodec(other).decode(read_bitstream(leaf_file))
+        LeafCodec(other).decode(read_file(leaf_file))
     _main_error(capsys, ["decompress", leaf_file, "-o", tmp_path / "x.png", "--checkpoint", other],
                 "file was written by model", "pass the matching --checkpoint")  # fmt: skip
     assert not (tmp_path / "x.png").exists()

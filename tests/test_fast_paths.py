@@ -12,8 +12,8 @@ from compressai.models.utils import deconv
 from torch import nn
 
 from helpers.codec.checkpoints import load_model
-from helpers.codec.composed import ComposedModel
 from helpers.codec.fast_transforms import FusedGDN, SubPixelConv, coding_copy
+from helpers.codec.gain_hyperprior import GainHyperprior
 from helpers.codec.latent_coding import RansTables, scale_indexes
 from helpers.codec.regions import region_only
 
@@ -47,7 +47,9 @@ def test_fused_gdn_is_gdn(inverse):
 def test_coding_copies_compute_the_model_transforms(shipped, transform):
     """Every architecture's transforms (today's model; a depthwise-separable candidate with nested layers),
     whole and on a region, within float32 rounding of the model's own modules."""
-    model = shipped if transform == "gdn" else ComposedModel("dwsep", 16, 24, "hyperprior", [0.01, 0.1]).eval()
+    model = (
+        shipped if transform == "gdn" else GainHyperprior("dwsep", 16, 24, "hyperprior", [0.01, 0.1]).eval()
+    )
     torch.manual_seed(0)
     x, y = torch.rand(1, 3, 128, 96), torch.randn(1, model.M, 8, 6) * 3
     with torch.no_grad():
@@ -85,7 +87,7 @@ def test_a_region_of_the_hyper_synthesis_is_the_window_s(shipped):
 
 
 def test_scale_indexes_are_compressai_s(shipped):
-    gc = shipped.gaussian_conditional
+    gc = shipped.tile_codec.gc
     table = gc.scale_table.float()
     scales = torch.cat([torch.rand(20000) * 300, table, table * (1 + 1e-7), table * (1 - 1e-7),
                         torch.tensor([0.0, -1.0, 1e-9, float("inf"), float("nan")])]).reshape(1, -1, 1, 1)  # fmt: skip
@@ -93,7 +95,7 @@ def test_scale_indexes_are_compressai_s(shipped):
 
 
 def test_rans_on_arrays_writes_compressai_s_streams(shipped):
-    gc: GaussianConditional = shipped.gaussian_conditional
+    gc: GaussianConditional = shipped.tile_codec.gc
     g = torch.Generator().manual_seed(0)
     indexes = torch.randint(0, len(gc.scale_table), (1, 8, 12, 12), generator=g, dtype=torch.int32)
     symbols = torch.randint(-30, 31, indexes.shape, generator=g, dtype=torch.int32)

@@ -111,7 +111,7 @@ def test_the_cuda_branch_is_the_cpu_step_with_only_device_and_dtype_changed(one_
 
     monkeypatch.setattr(torch, "autocast", recording)
     train_step(st, TrainStep(st.model), RateDistortionLoss(FP16), _batches())
-    # The step's autocast, then the model's own float32 region for the entropy model (hyperprior.py).
+    # The step's autocast, then the model's own float32 region for the entropy model (gain_hyperprior.py).
     assert calls == [("cpu", torch.float16, True), ("cpu", None, False)]
 
 

@@ -97,16 +97,16 @@ def test_resume_after_a_kill_logs_each_step_once(tmp_path):
 def test_fine_tune_state_maps_gains_onto_new_levels():
     trained = build_model(TrainConfig(N=8, M=4, lambdas=(1e-3, 4e-3, 1.6e-2)))
     with torch.no_grad():
-        trained.log_gain.copy_(torch.tensor([[-2.0], [0.0], [1.0]]).repeat(1, 4))
-        trained.log_inv_gain.copy_(-trained.log_gain)
+        trained.gain.log.copy_(torch.tensor([[-2.0], [0.0], [1.0]]).repeat(1, 4))
+        trained.inv_gain.log.copy_(-trained.gain.log)
     new = build_model(TrainConfig(N=8, M=4, lambdas=(2.5e-4, 1e-3, 2e-3, 4e-3, 1.6e-2, 6.4e-2)))
     state = fine_tune_state(trained.state_dict(), new)
     new.load_state_dict(state)
     # Each lambda step is a factor 4 (2 for the 2e-3 level, half a step in log-lambda).
     expected = torch.tensor([-4.0, -2.0, -1.0, 0.0, 1.0, 2.0])
-    assert torch.allclose(new.log_gain[:, 0], expected) and torch.allclose(new.log_inv_gain[:, 0], -expected)
+    assert torch.allclose(new.gain.log[:, 0], expected) and torch.allclose(new.inv_gain.log[:, 0], -expected)
     assert torch.equal(new.lambdas, torch.tensor((2.5e-4, 1e-3, 2e-3, 4e-3, 1.6e-2, 6.4e-2)))
-    for key in ("g_a.0.weight", "h_s.0.weight"):
+    for key in ("g_a.0.weight", "latent_codec.hyper.h_s.0.weight"):
         assert torch.equal(new.state_dict()[key], trained.state_dict()[key])
     unordered = {**trained.state_dict(), "lambdas": torch.tensor([4e-3, 1e-3, 1.6e-2])}
     with pytest.raises(CheckpointError, match="not increasing"):

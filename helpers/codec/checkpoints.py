@@ -1,7 +1,7 @@
 """Shipped checkpoints: loading one, the weights hash that files record, and the shipped tunes.
 
 A shipped checkpoint is a dict ``{"name", "architecture", "model", "config", "step", "weights_sha256"}``: the
-weights with the rANS tables built, the architecture's name and configuration (``models.build``; a
+weights with the rANS tables built, the architecture's name and configuration (``architectures.build``; a
 checkpoint without one is a ``leaf-hyperprior``, as every checkpoint before codec v3), and the SHA-256 of the
 weights, whose first 8 bytes every ``.leaf`` file records beside the model's name, so that a file is never
 decoded with other weights. ``helpers.training.shipping`` writes them.
@@ -15,11 +15,13 @@ from pathlib import Path
 import torch
 
 from helpers import paths
+from helpers.codec.architectures import build
 from helpers.codec.errors import CheckpointError
-from helpers.codec.models import CodingModel, build, load_error_detail
+from helpers.codec.gain_hyperprior import LEAF_HYPERPRIOR
+from helpers.codec.models import CodingModel, load_error_detail
 
 REQUIRED_KEYS = {"name", "model", "config", "weights_sha256"}
-DEFAULT_ARCHITECTURE = "leaf-hyperprior"  # what a checkpoint that names none holds
+DEFAULT_ARCHITECTURE = LEAF_HYPERPRIOR  # what a checkpoint that names none holds
 
 
 def weights_hash(state_dict: dict) -> str:

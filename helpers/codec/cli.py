@@ -224,18 +224,18 @@ def _encoder_checkpoint(args):
 
 
 class _Decoders:
-    """One codec per checkpoint: ``--checkpoint`` if given, else the shipped one whose model wrote the file."""
+    """One codec per checkpoint: ``--checkpoint`` if given, else the shipped one whose model wrote the file (a
+    function of the file's header, for ``files.decompress_file``)."""
 
     def __init__(self, args):
         self.args, self.codecs = args, {}
 
-    def __call__(self, src):
+    def __call__(self, header):
         from helpers.codec.checkpoints import TUNES, tune_of
-        from helpers.codec.container import parse, read_file
 
         path = self.args.checkpoint
         if path is None:
-            tune = tune_of(parse(read_file(src)).model_name)
+            tune = tune_of(header.model_name)
             # A file of another model falls back to the MSE checkpoint, whose check_model says which one it needs.
             path = TUNES[tune][1] if tune and TUNES[tune][1].is_file() else None
         if path not in self.codecs:
@@ -259,7 +259,8 @@ def _typed_level(level: float) -> float:
 
 
 def _cmd_compress(args) -> int:
-    from helpers.codec.container import SUFFIX, bpp
+    from helpers.codec.container import SUFFIX
+    from helpers.codec.files import compress_file
 
     target = args.target_bpp
     if target is not None and not (math.isfinite(target) and target > 0):
@@ -268,17 +269,15 @@ def _cmd_compress(args) -> int:
     max_ratio = _ratio(args.max_ratio)
     pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
     codec = _codec(args, checkpoint=_encoder_checkpoint(args))
+    # Checked at this entry point, before any file is read: a wrong level refuses the batch as a whole.
     level = None if args.level is None else codec.check_level(_typed_level(args.level))
 
     def work(src, dst, notes):
-        n, chosen = codec.compress_file(src, dst, level, args.force, max_bytes, target, notes, max_ratio)
-        h, w = _size_of(dst)
-        got = bpp(n, h, w)
+        out = compress_file(codec, src, dst, level, args.force, max_bytes, target, notes, max_ratio)
         if target is not None:
-            notes.extend(_unreachable_target(codec, target, got, chosen))
-        return (
-            f"{shown(src)} -> {shown(dst)}: {plural(n, 'byte')}, {got:.4f} bpp (level {_level_text(chosen)})"
-        )
+            notes.extend(_unreachable_target(codec, target, out.bpp, out.level))
+        return (f"{shown(src)} -> {shown(dst)}: {plural(out.size, 'byte')}, {out.bpp:.4f} bpp "
+                f"(level {_level_text(out.level)})")  # fmt: skip
 
     with _made_folder(args.out_dir):
         return _run_batch(pairs, work, "compress")
@@ -308,14 +307,9 @@ def _unreachable_target(codec, target: float, got: float, level) -> list[str]:
     ]
 
 
-def _size_of(leaf_file):
-    from helpers.codec.container import parse, read_file
-
-    header = parse(read_file(leaf_file))
-    return header.height, header.width
-
-
 def _cmd_decompress(args) -> int:
+    from helpers.codec.files import decompress_file
+
     inputs, out = list(args.inputs), args.output
     # Also accept the short form `decompress FILE OUT.png`.
     if out is None and args.out_dir is None and len(inputs) == 2 and inputs[1].lower().endswith(".png"):
@@ -324,7 +318,7 @@ def _cmd_decompress(args) -> int:
     decoder = _Decoders(args)
 
     def work(src, dst, notes):
-        h = decoder(src).decompress_file(src, dst, force=args.force)
+        h = decompress_file(decoder, src, dst, force=args.force)
         return f"{shown(src)} -> {shown(dst)}: {h.width}x{h.height}, level {_level_text(h.level)}"
 
     with _made_folder(args.out_dir):

@@ -1,5 +1,6 @@
-"""``LeafCodec``: ``encode(image) -> bytes`` and ``decode(bytes) -> image`` of ``.leaf`` files, for any model that
-implements ``helpers.codec.models.CodingModel``. The transforms run on tiles (``helpers.codec.tiling``) in memory
+"""``LeafCodec``: ``encode(image) -> bytes`` and ``decode(bytes) -> image`` of ``.leaf`` files (and the rate search,
+``encode_to_rate``), for any model that implements ``helpers.codec.models.CodingModel``. Files on disk are
+``helpers.codec.files``'. The transforms run on tiles (``helpers.codec.tiling``) in memory
 bounded by the tile (``helpers.codec.budget``); the latent is coded by the model's tile codec
 (``helpers.codec.latent_coding``); the container is ``helpers.codec.container``'s.
 
@@ -28,20 +29,11 @@ import torch
 
 from helpers.codec import budget, level_search, tiling
 from helpers.codec.checkpoints import load_model
-from helpers.codec.container import LEVEL_UNITS, Header, level_units, pack, parse, read_file, tile_count
+from helpers.codec.container import LEVEL_UNITS, Header, level_units, pack, parse, tile_count
 from helpers.codec.errors import CodecError, DataError, ResourceError
-from helpers.codec.fileio import atomic_write, check_output
-from helpers.codec.imageio import (
-    COLOUR_NAMES,
-    COLOUR_RGB,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MAX_RATIO,
-    check_pixels,
-    load_image,
-    output_image,
-)
+from helpers.codec.imageio import COLOUR_NAMES, COLOUR_RGB, DEFAULT_MAX_PIXELS, check_pixels
 from helpers.codec.latent_coding import compress_hyper, decompress_hyper, is_allocation_failure
-from helpers.codec.models import single_thread
+from helpers.codec.models import level_index, single_thread
 
 
 @contextlib.contextmanager
@@ -65,6 +57,8 @@ BACKENDS = ("torch", "onnx")
 class LeafCodec:
     """Learned codec with quality levels 1..K (low to high). ``encode(rgb, level, colour) -> bytes`` and
     ``decode(bytes) -> rgb`` work on uint8 RGB arrays; ``level`` may be fractional (a 1/256 step between levels).
+    The public methods check a level once (``check_level``); the model's 0-based gain ``index`` appears only
+    where a gain is applied (``models.level_index``).
 
     ``backend="onnx"`` runs the synthesis ``g_s`` in ONNX Runtime (``helpers.codec.onnx_runtime``; same files, pixels within
     one grey level of the PyTorch backend's); everything else, and encoding, runs in PyTorch. ``max_pixels`` and
@@ -97,8 +91,11 @@ class LeafCodec:
     def default_level(self) -> int:
         return self.levels[len(self.levels) // 2]
 
-    def check_level(self, level: float) -> float:
-        """A trained level 1..K, or a fractional level between them on the file's 1/256 grid."""
+    def check_level(self, level: float | None) -> int | float:
+        """A trained level 1..K (an int), or a fractional level between them on the file's 1/256 grid; None: the
+        default level. CodecError for anything else."""
+        if level is None:
+            return self.default_level
         ok = isinstance(level, int | float | np.integer | np.floating) and np.isfinite(level)
         if (
             not ok
@@ -122,28 +119,31 @@ class LeafCodec:
     # ----- encoding -----------------------------------------------------------------------------------------
     def encode(self, rgb: np.ndarray, level: float | None = None, colour: int = COLOUR_RGB) -> bytes:
         """A ``.leaf`` file of uint8 RGB ``rgb`` (H, W, 3) at ``level`` (default: the middle level)."""
-        level = self.check_level(self.default_level if level is None else level)
-        return self.encode_levels(rgb, [level], colour)[0]
+        return self._encode_levels(rgb, [self.check_level(level)], colour)[0]
 
     def encode_levels(self, rgb: np.ndarray, levels, colour: int = COLOUR_RGB) -> list[bytes]:
         """One file per level; the analysis transform (most of the encoding time) runs once for all of them."""
-        rgb, levels = self._checked_image(rgb, colour), [self.check_level(q) for q in levels]
+        return self._encode_levels(rgb, [self.check_level(level) for level in levels], colour)
+
+    def _encode_levels(self, rgb: np.ndarray, levels: list, colour: int) -> list[bytes]:
+        rgb = self._checked_image(rgb, colour)
         h, w = rgb.shape[:2]
         self.check_size(w, h, decode=False, latents=1 + (len(levels) > 1))
         n = tiling.workers()
         with _allocation("encode", h, w), single_thread(), torch.no_grad():
             y = tiling.analyse(self.g_a, rgb, self.model.M, n)
             files = []
-            for i, q in enumerate(levels):
+            for i, level in enumerate(levels):
                 # The last level scales y in place: one latent less at the peak (128 MB for 64 MP).
-                y_q = (
-                    y.mul_(self.model.gain.vector(q - 1))
-                    if i == len(levels) - 1
-                    else self.model.gain(y, q - 1)
-                )
-                files.append(self._encode_latent(y_q, q, colour, h, w, n))
-                del y_q
+                scaled = self._scaled(y, level, in_place=i == len(levels) - 1)
+                files.append(self._encode_latent(scaled, level, colour, h, w, n))
+                del scaled
             return files
+
+    def _scaled(self, y: torch.Tensor, level: float, in_place: bool = False) -> torch.Tensor:
+        """The latent ``y`` times the gain of ``level`` (in place: no second latent in memory)."""
+        index = level_index(level)
+        return y.mul_(self.model.gain.vector(index)) if in_place else self.model.gain(y, index)
 
     def encode_to_rate(self, rgb: np.ndarray, colour: int = COLOUR_RGB, max_bytes: int | None = None,
                        target_bpp: float | None = None) -> tuple[bytes, int | float]:  # fmt: skip
@@ -162,10 +162,10 @@ class LeafCodec:
         with _allocation("encode", h, w), single_thread(), torch.no_grad():
             y = tiling.analyse(self.g_a, rgb, self.model.M, n)
 
-            def size_at(units: int) -> int:
+            def size_at(units: int) -> int:  # a level in the file's units (level x 256)
                 if units not in files:
                     level = units / LEVEL_UNITS
-                    files[units] = self._encode_latent(self.model.gain(y, level - 1), level, colour, h, w, n)
+                    files[units] = self._encode_latent(self._scaled(y, level), level, colour, h, w, n)
                 return len(files[units])
 
             lo, hi = LEVEL_UNITS * self.levels[0], LEVEL_UNITS * self.levels[-1]
@@ -178,7 +178,8 @@ class LeafCodec:
                     raise CodecError(
                         f"cannot meet --max-bytes {max_bytes} for a {w}x{h} image: {exc}"
                     ) from None
-        return files[units], self.check_level(units / LEVEL_UNITS)
+        level = units / LEVEL_UNITS
+        return files[units], int(level) if level.is_integer() else level
 
     def _checked_image(self, rgb: np.ndarray, colour: int) -> np.ndarray:
         rgb = np.asarray(rgb)
@@ -216,10 +217,11 @@ class LeafCodec:
             )
 
     def decode(self, data: bytes) -> np.ndarray:
-        return self.decode_with_header(data)[0]
+        """The uint8 RGB image of a ``.leaf`` file's bytes."""
+        return self.decode_parsed(parse(data))
 
-    def decode_with_header(self, data: bytes) -> tuple[np.ndarray, Header]:
-        header = parse(data)
+    def decode_parsed(self, header: Header) -> np.ndarray:
+        """The image of a file already parsed (``container.parse``: its streams are in the header)."""
         self.check_model(header)
         # The checksum held, yet the level is not the model's: a forged file or a faulty writer.
         if not self.levels[0] <= header.level <= self.levels[-1]:
@@ -236,11 +238,10 @@ class LeafCodec:
         n = tiling.workers()
         with _allocation("decode", h, w), single_thread(), torch.no_grad():
             y_hat = self._decode_latent(header, n)
-            index = header.level - 1
-            rgb = tiling.synthesise(
+            index = level_index(header.level)
+            return tiling.synthesise(
                 lambda y, region: self.g_s(self.model.inv_gain(y, index), region).clamp_(0, 1), y_hat, h, w, n
             )
-        return rgb, header
 
     def _decode_latent(self, header: Header, n: int) -> torch.Tensor:
         """Decode every stream (see the module docstring for the checks) -> the dequantised latent."""
@@ -261,37 +262,3 @@ class LeafCodec:
         if crc != header.symbols_crc:
             raise CodecError("decoding failed: latents differ from the encoder's (symbol checksum mismatch)")
         return y_hat
-
-    # ----- files (the command line) ---------------------------------------------------------------------------
-    def compress_file(self, src: Path, dst: Path, level: float | None = None, force: bool = False,
-                      max_bytes: int | None = None, target_bpp: float | None = None,
-                      notes: list[str] | None = None,
-                      max_ratio: float | None = DEFAULT_MAX_RATIO) -> tuple[int, int | float]:  # fmt: skip
-        """Code the image file ``src`` into ``dst`` at ``level``, or at the level that meets ``max_bytes`` or
-        ``target_bpp`` (``encode_to_rate``): (bytes written, level). ``notes``, ``max_ratio``: see
-        ``imageio.load_image``."""
-        check_output(dst, force)  # before the work; atomic_write checks again when it publishes
-        latents = 1 if max_bytes is None and target_bpp is None else 2
-        rgb, colour = load_image(
-            src, self.max_pixels, lambda w, h: self.check_size(w, h, False, latents), notes, max_ratio
-        )
-        if latents == 1:
-            level = self.check_level(self.default_level if level is None else level)
-            data = self.encode(rgb, level, colour)
-        else:
-            data, level = self.encode_to_rate(rgb, colour, max_bytes, target_bpp)
-        atomic_write(dst, data, force)
-        return len(data), level
-
-    def decompress_file(self, src: Path, dst: Path, force: bool = False) -> Header:
-        check_output(dst, force)
-        rgb, header = self.decode_with_header(read_bitstream(src))
-        im = output_image(rgb, header.colour)
-        del rgb
-        atomic_write(dst, lambda f: im.save(f, format="PNG"), force)
-        return header
-
-
-def read_bitstream(path: str | Path) -> bytes:
-    """The bytes of a ``.leaf`` file, read header first (``container.read_file``)."""
-    return read_file(path)

@@ -11,10 +11,12 @@
 * ``tile_codec`` compresses and decompresses one coding tile's latent given those side parameters and returns
   its streams (``helpers.codec.latent_coding``): a mean-scale Gaussian, or a CompressAI latent codec with a
   channel or checkerboard context.
-* ``architecture`` and ``config()`` rebuild the model from a shipped checkpoint (``build``).
+* ``architecture`` and ``config()`` rebuild the model from a shipped checkpoint (``architectures.build``, which
+  reads the registry ``ARCHITECTURES`` that the model modules register into).
 
 Levels: the model and ``LevelGain`` take a 0-based ``index`` (float allowed: between two trained levels the gains
-are interpolated log-linearly); files, the command line and ``LeafCodec`` use the 1-based ``level``.
+are interpolated log-linearly); files, the command line and ``LeafCodec`` use the 1-based ``level``, and
+``level_index`` is the one conversion between them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +68,11 @@ def pad_to_stride(x: torch.Tensor) -> torch.Tensor:
     bits than zeros; the decoder crops them away)."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
+
+
+def level_index(level: float) -> float:
+    """The model's 0-based gain ``index`` of the 1-based quality ``level`` (files, command line, ``LeafCodec``)."""
+    return level - 1
 
 
 class LevelGain(nn.Module):
@@ -166,12 +174,17 @@ class CodingModel(CompressionModel):
         return self.g_s(self.inv_gain(y_hat, index)).clamp_(0, 1)
 
 
-def build(name: str, config: dict) -> CodingModel:
-    """The model of architecture ``name`` with ``config`` (as ``config()`` returned it); untrained."""
-    from helpers.codec.composed import ComposedModel
-    from helpers.codec.hyperprior import LeafHyperprior
+# Architecture name (as checkpoints record it) -> what builds it from the checkpoint's config. The model modules
+# register into it when imported (``register_architecture``); ``helpers.codec.architectures`` imports them and
+# builds, so that no module imports one that imports it back.
+ARCHITECTURES: dict[str, Callable[..., CodingModel]] = {}
 
-    classes = {cls.architecture: cls for cls in (LeafHyperprior, ComposedModel)}
-    if name not in classes:
-        raise KeyError(f"unknown architecture {name!r}")
-    return classes[name](**config)
+
+def register_architecture(name: str):
+    """Decorator: the class or function that builds architecture ``name`` from its config (``**config``)."""
+
+    def register(builder):
+        ARCHITECTURES[name] = builder
+        return builder
+
+    return register

@@ -4,14 +4,14 @@ What is exported are the model's own modules, nothing re-implemented (``outputs/
 ``<part>.onnx``; batch, height and width dynamic; ONNX opset 17):
 
 * ``g_a(x) -> y``: analysis (float32). ``h_a(y) -> z``: hyper-analysis (float32).
-* ``h_s(z_hat) -> params``: the float64 copy of the hyper-synthesis that coding runs (``LeafHyperprior.h_s64``);
+* ``h_s(z_hat) -> params``: the float64 copy of the hyper-synthesis that coding runs (``CodingModel.h_s64``);
   its output, the raw (means, scales) parameters, selects the rANS tables, so encoder and decoder must agree on it
   bit-for-bit. **TorchScript only**: ONNX Runtime has no float64 Conv/ConvTranspose kernels, so there is no
   ``h_s.onnx``, and the ONNX Runtime decoder keeps this small step (a few percent of the decode time) in PyTorch.
 * ``g_s(y) -> x``: synthesis (float32), unclamped.
 
 The quality level's gain vectors are not part of the graphs: the level is a scale, ``y * gain`` before rounding
-and ``y_hat * inv_gain`` before ``g_s`` (``LevelGain``, checkpoint keys ``log_gain`` / ``log_inv_gain``), which
+and ``y_hat * inv_gain`` before ``g_s`` (``LevelGain``, state-dict keys ``gain.log`` / ``inv_gain.log``), which
 the codec applies in PyTorch for both backends, fractional levels included. TorchScript files come from
 ``torch.jit.script`` (GDN's ``LowerBound`` is scriptable; ``torch.jit.trace`` cannot record it), ONNX files from the
 TorchScript-based ``torch.onnx.export``, tagged with the SHA-256 of the weights they came from.

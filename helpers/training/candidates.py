@@ -1,6 +1,6 @@
 """The bake-off's candidates (issues 9 and 19) by name, and how one starts from a trained narrower model.
 
-A candidate is a ``helpers.codec.composed.ComposedModel`` configuration: a transform, N, M, an entropy model and
+A candidate is a ``helpers.codec.gain_hyperprior.GainHyperprior`` configuration: a transform, N, M, an entropy model and
 (optionally) a bound on the hyper-synthesis' hidden width. Trained and exported, it ships through the same
 codec path as the shipped model (``python -m helpers compress --checkpoint``).
 """
@@ -11,8 +11,8 @@ import torch
 from compressai.layers import GDN
 from torch import nn
 
-from helpers.codec.composed import ComposedModel
 from helpers.codec.errors import CheckpointError
+from helpers.codec.gain_hyperprior import GainHyperprior
 
 # name -> (transform, N, M, entropy model[, hidden width of the hyper-synthesis[, light context networks]])
 CANDIDATES = {
@@ -35,29 +35,11 @@ CANDIDATES = {
 }
 
 
-def candidate(name: str, lambdas) -> ComposedModel:
+def candidate(name: str, lambdas) -> GainHyperprior:
     """The untrained model of candidate ``name``."""
     transform, N, M, entropy, *extra = CANDIDATES[name]
     options = dict(zip(("hyper_hidden", "light_context"), extra))
-    return ComposedModel(transform, N, M, entropy, lambdas, name=name, **options)
-
-
-# Where a shipped LeafHyperprior's weights go in a candidate (the transforms and hyperprior carry over; a
-# candidate's context networks start from scratch).
-_FROM_LEAF = {"log_gain": "gain.log", "log_inv_gain": "inv_gain.log", "h_a.": "latent_codec.hyper.h_a.",
-              "h_s.": "latent_codec.hyper.h_s.", "entropy_bottleneck.": "latent_codec.hyper.entropy_bottleneck."}  # fmt: skip
-
-
-def from_leaf_state(state: dict) -> dict:
-    """A LeafHyperprior state dict with its keys renamed for a candidate of the same N and M."""
-    out = {}
-    for key, value in state.items():
-        prefix = next((p for p in _FROM_LEAF if key == p or (p.endswith(".") and key.startswith(p))), None)
-        if prefix is not None:
-            out[_FROM_LEAF[prefix] + key[len(prefix) :]] = value
-        elif not key.startswith("gaussian_conditional."):  # its scale table is rebuilt by update()
-            out[key] = value
-    return out
+    return GainHyperprior(transform, N, M, entropy, lambdas, name=name, **options)
 
 
 # Rebuilt by update() from the weights (a narrower model's tables have other shapes), or constants every model
@@ -71,7 +53,7 @@ def is_derived(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in DERIVED_BUFFERS
 
 
-def widen_state(state: dict, model: ComposedModel) -> dict:
+def widen_state(state: dict, model: GainHyperprior) -> dict:
     """A narrower candidate's ``state`` (same layout, fewer channels) embedded in ``model``'s fresh weights so that
     the old channels compute exactly what they did (Net2Net widening, Chen et al. 2016): every old weight keeps
     its place, weights from a new input channel into an old output channel are zero, new channels start from
@@ -127,7 +109,7 @@ def widen_state(state: dict, model: ComposedModel) -> dict:
 WAKE = 0.1  # new latents enter the synthesis through weights at this fraction of their initial scale
 
 
-def _wake_new_latents(out: dict, state: dict, fresh: dict, model: ComposedModel) -> dict:
+def _wake_new_latents(out: dict, state: dict, fresh: dict, model: GainHyperprior) -> dict:
     """New latents that can learn. Codec v2's widening started them silent (synthesis weights reading them at
     zero, the smallest old gain): a latent that rounds to zero gives zero weights no gradient, zero weights give
     the latent none, and only the rate term acted, so they stayed silent. Here the synthesis reads them through

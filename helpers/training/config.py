@@ -17,7 +17,7 @@ from helpers.training.runs import load_training_checkpoint
 @dataclass
 class TrainConfig:
     arch: str = (
-        "leaf"  # "leaf" (the shipped LeafHyperprior) or a codec v2 candidate of helpers.training.candidates
+        "leaf"  # "leaf" (the shipped model: gain_hyperprior.leaf_hyperprior) or a codec v2 candidate of helpers.training.candidates
     )
     N: int = 64
     M: int = 128

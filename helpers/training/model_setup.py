@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from helpers.codec.errors import CheckpointError
-from helpers.codec.hyperprior import LeafHyperprior
+from helpers.codec.gain_hyperprior import GainHyperprior, leaf_hyperprior, upgrade_state_dict
 from helpers.codec.models import CodingModel, load_error_detail
-from helpers.training.candidates import candidate, from_leaf_state, is_derived, widen_state
+from helpers.training.candidates import candidate, is_derived, widen_state
 from helpers.training.config import TrainConfig
 
 
@@ -16,7 +16,7 @@ def build_model(cfg: TrainConfig) -> CodingModel:
     """The untrained model of a run: the shipped architecture, or a bake-off candidate by name."""
     if cfg.arch != "leaf":
         return candidate(cfg.arch, cfg.lambdas)
-    model = LeafHyperprior(cfg.N, cfg.M, cfg.lambdas)
+    model = leaf_hyperprior(cfg.N, cfg.M, cfg.lambdas)
     model.ste_synthesis = cfg.ste_synthesis
     return model
 
@@ -30,28 +30,25 @@ def _log_gains_at(old_log_lambdas: torch.Tensor, old_log_gains: torch.Tensor, lo
     return old_log_gains[i - 1] + t * (old_log_gains[i] - old_log_gains[i - 1])
 
 
-def fine_tune_state(state: dict, model: LeafHyperprior) -> dict:
+def fine_tune_state(state: dict, model: GainHyperprior) -> dict:
     """``state`` (a trained model's weights) made loadable into ``model`` for fine-tuning.
 
     The transforms and entropy models carry over unchanged (into a wider candidate: widened, computing what they
     did; ``candidates.widen_state``). When ``model`` has other quality levels (other
     lambdas) than ``state``, its gain vectors start where the trained ones point: interpolated over log-lambda
     between trained levels, extrapolated beyond them (e.g. to add a lower-rate level)."""
-    state = dict(state)
+    state = dict(upgrade_state_dict(state))
     old = state["lambdas"].double()
     new = model.lambdas.double()
     if not torch.equal(old, new):
         if len(old) < 2 or not bool((old.diff() > 0).all()):
             raise CheckpointError("cannot map quality levels: the trained lambdas are not increasing")
-        for key in ("log_gain", "log_inv_gain", "gain.log", "inv_gain.log"):
-            if key in state:
-                state[key] = _log_gains_at(old.log(), state[key].double(), new.log()).float()
+        for key in ("gain.log", "inv_gain.log"):
+            state[key] = _log_gains_at(old.log(), state[key].double(), new.log()).float()
         state["lambdas"] = model.lambdas.clone()
-    if not isinstance(model, LeafHyperprior):
-        if "h_a.0.weight" in state:
-            state = from_leaf_state(state)
-        state = widen_state(state, model)  # a wider candidate starts as the narrower model, exactly
-    return state
+    narrower = state["gain.log"].shape[1] < model.M or state["g_a.0.weight"].shape[0] < model.N
+    # A wider model starts as the narrower one, exactly; of any other size, load_state_dict says what does not fit.
+    return widen_state(state, model) if narrower else state
 
 
 def load_fine_tune_source(model: CodingModel, state: dict, source: str) -> None:

@@ -1,14 +1,18 @@
-"""Architectures composed from a transform and a CompressAI latent codec (the codec v2 and v3 candidates).
+"""The codec's one model class, ``GainHyperprior``: a variable-rate model (one gain vector per quality level, so one
+training run covers the whole rate range) of a transform pair and a CompressAI hyperprior latent codec whose ``y``
+part may have a context. It is every model so far: codec v1/v2's shipped model (architecture
+``"leaf-hyperprior"``), the bake-off's candidates and codec v3 (``"composed"``). The entropy models are CompressAI's
+latent codecs, the coder its rANS; nothing here codes a bit by hand:
 
-Every one is a variable-rate model with gain units (one gain vector per quality level) so one training run covers
-the whole rate range. The entropy models are CompressAI's latent codecs, the coder its rANS; nothing here codes
-a bit by hand:
-
-* ``hyperprior``: mean-scale Gaussian hyperprior (Minnen et al. 2018), coded as the shipped model codes it.
+* ``hyperprior``: mean-scale Gaussian hyperprior (Minnen et al. 2018); each coding tile's latent is one rANS
+  stream under Gaussians whose float64 means sit on a 1/256 grid (``latent_coding.GaussianTiles``).
 * ``channel``: channel-conditional (Minnen & Singh 2020): ``y`` in equal slices, each slice's mean and scale
   predicted from the hyperprior and the slices decoded before it.
 * ``checkerboard``: spatial two-pass checkerboard context (He et al. 2021) on top of the hyperprior.
 * ``elic``: ELIC's space-channel context (He et al. 2022): uneven channel groups, each with a checkerboard.
+
+Training uses additive uniform noise for the rate term and straight-through rounding for the synthesis input
+(Minnen & Singh 2020), so what is trained is what is decoded.
 
 Transforms: ``gdn`` is the 4-layer conv/GDN stack; ``dwsep`` replaces each inner 5x5 convolution by a depthwise
 5x5 and a pointwise 1x1 (the paper's depthwise-separable transforms), which buys width cheaply. ``hyper_hidden``
@@ -16,6 +20,9 @@ bounds the hyper-synthesis' hidden widths (M and 1.5 M otherwise), so a wide lat
 ``light_context`` slims the context networks for the same reason (3x3 channel-context nets; a checkerboard
 context in groups of 8 channels) and makes their parameter nets residual on the hyperprior's own prediction, so
 that a context model forked from a trained hyperprior starts where the hyperprior is.
+
+Checkpoints of codec v1/v2 store the same network under flat keys (``log_gain``, ``h_a.``, ...);
+``upgrade_state_dict`` is the one place that renames them, and ``load_state_dict`` calls it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,42 @@ from compressai.models.utils import conv, deconv
 from torch import nn
 
 from helpers.codec.latent_coding import BoundedGaussianConditional, ContextTiles, GaussianTiles
-from helpers.codec.models import CodingModel, LevelGain
+from helpers.codec.models import DEFAULT_LAMBDAS, CodingModel, LevelGain, register_architecture
+
+LEAF_HYPERPRIOR = "leaf-hyperprior"  # codec v1/v2's shipped model; what a checkpoint naming none holds
+COMPOSED = "composed"  # any other configuration (the bake-off's candidates, codec v3)
+
+# Codec v1/v2's flat state-dict keys -> today's (a trailing dot: a prefix).
+_LEGACY_KEYS = (
+    ("log_gain", "gain.log"),
+    ("log_inv_gain", "inv_gain.log"),
+    ("entropy_bottleneck.", "latent_codec.hyper.entropy_bottleneck."),
+    ("h_a.", "latent_codec.hyper.h_a."),
+    ("h_s.", "latent_codec.hyper.h_s."),
+    ("gaussian_conditional.", "latent_codec.y.gaussian_conditional."),
+)
+
+
+def _upgraded_key(key: str) -> str:
+    for old, new in _LEGACY_KEYS:
+        if key == old or (old.endswith(".") and key.startswith(old)):
+            return new + key[len(old) :]
+    return key
+
+
+def upgrade_state_dict(state: dict) -> dict:
+    """``state`` under today's keys: a state dict of codec v1/v2's model (its checkpoints, training runs and
+    ``.leaf`` files' weights) renamed, any other returned as it is. The one key upgrade: loading a checkpoint,
+    resuming a run and fine-tuning from one all go through it (``load_state_dict``). Renaming changes nothing a
+    file records: its weights hash is that of the checkpoint's stored state dict."""
+    if all(_upgraded_key(k) == k for k in state):
+        return state
+    return {_upgraded_key(k): v for k, v in state.items()}
+
+
+def initial_log_gain(lambdas: torch.Tensor, M: int) -> torch.Tensor:
+    """Gains at the optimum for a uniform quantiser (step ~ lambda^-1/2), relative to the middle level: (levels, M)."""
+    return 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])[:, None].repeat(1, M)
 
 
 def _dw_down(cin: int, cout: int) -> nn.Module:
@@ -186,10 +228,9 @@ def _groups(entropy: str, M: int) -> list[int]:
     return [M // 4] * 4 if entropy == "channel" else [8, 8, 16, 32, M - 64]
 
 
-class ComposedModel(CodingModel):
-    """g_a -> gain -> latent codec (hyperprior + y context) -> inverse gain -> g_s."""
-
-    architecture = "composed"
+@register_architecture(COMPOSED)
+class GainHyperprior(CodingModel):
+    """g_a -> gain -> latent codec (hyperprior + y context) -> inverse gain -> g_s (see the module docstring)."""
 
     def __init__(self, transform: str, N: int, M: int, entropy: str, lambdas, hyper_hidden: int | None = None,
                  name: str = "", light_context: bool = False):  # fmt: skip
@@ -202,14 +243,39 @@ class ComposedModel(CodingModel):
         self.g_a, self.g_s = transforms(transform, N, M)
         lam = torch.as_tensor(lambdas, dtype=torch.float32)
         self.register_buffer("lambdas", lam)
-        log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])[:, None].repeat(1, M)  # step ~ lambda^-1/2
-        self.gain, self.inv_gain = LevelGain(log_gain), LevelGain(-log_gain.clone())
+        log_gain = initial_log_gain(lam, M)
+        self.gain, self.inv_gain = LevelGain(log_gain), LevelGain(-log_gain)
         self.latent_codec = latent_codec(entropy, N, M, hyper_hidden, light_context)
 
+    def _is_leaf_hyperprior(self) -> bool:
+        leaf = ("gdn", "hyperprior", None, "", False)
+        return (self.transform, self.entropy, self.hyper_hidden, self.name, self.light_context) == leaf
+
+    @property
+    def architecture(self) -> str:
+        """How a checkpoint names this configuration: codec v1/v2's shipped model keeps its short form."""
+        return LEAF_HYPERPRIOR if self._is_leaf_hyperprior() else COMPOSED
+
     def config(self) -> dict:
+        lambdas = [float(v) for v in self.lambdas]
+        if self._is_leaf_hyperprior():
+            return {"N": self.N, "M": self.M, "lambdas": lambdas}
         return {"transform": self.transform, "N": self.N, "M": self.M, "entropy": self.entropy,
-                "lambdas": [float(v) for v in self.lambdas], "hyper_hidden": self.hyper_hidden, "name": self.name,
+                "lambdas": lambdas, "hyper_hidden": self.hyper_hidden, "name": self.name,
                 "light_context": self.light_context}  # fmt: skip
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        return super().load_state_dict(upgrade_state_dict(state_dict), strict=strict)
+
+    @property
+    def ste_synthesis(self) -> bool:
+        """Training: the synthesis sees the latent rounded with a straight-through gradient (True) or the noisy
+        latent (False). A hyperprior's setting; context codecs always round."""
+        return getattr(self.latent_codec.latent_codec["y"], "quantizer", "ste") == "ste"
+
+    @ste_synthesis.setter
+    def ste_synthesis(self, on: bool) -> None:
+        self.latent_codec.latent_codec["y"].quantizer = "ste" if on else "noise"
 
     # The interface's hyperprior parts are the latent codec's own modules.
     @property
@@ -235,9 +301,17 @@ class ComposedModel(CodingModel):
         passes = 2 if self.entropy == "elic" else 1
         return ContextTiles(y, passes * len(groups), lambda rows, cols: [(c, rows, cols) for c in groups])
 
-    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
-        y = self.gain(self.g_a(x).float(), level)
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> dict:
+        """Training/evaluation pass with noise (rate) and straight-through rounding (synthesis); ``index`` holds
+        one 0-based level index per image."""
+        y = self.gain(self.g_a(x).float(), index)
         with torch.autocast(device_type=x.device.type, enabled=False):  # entropy model in float32
             out = self.latent_codec(y)
-        x_hat = self.g_s(self.inv_gain(out["y_hat"], level)).float()
+        x_hat = self.g_s(self.inv_gain(out["y_hat"], index)).float()
         return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
+
+
+@register_architecture(LEAF_HYPERPRIOR)
+def leaf_hyperprior(N: int = 64, M: int = 128, lambdas=DEFAULT_LAMBDAS) -> GainHyperprior:
+    """Codec v1/v2's shipped model (the bake-off's ``base`` at N = 64, M = 128), from its checkpoints' config."""
+    return GainHyperprior("gdn", N, M, "hyperprior", lambdas)
