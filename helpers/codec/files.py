@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helpers.codec.container import Header, bpp, parse, read_file
 from helpers.codec.fileio import atomic_write, check_output
-from helpers.codec.imageio import DEFAULT_MAX_RATIO, load_image, output_image
+from helpers.codec.imageio import DEFAULT_MAX_RATIO, load_image, output_image, save_png
 from helpers.codec.leaf_codec import LeafCodec
 
 
@@ -59,5 +59,5 @@ def decompress_file(codec: LeafCodec | Callable[[Header], LeafCodec], src: Path,
     if not isinstance(codec, LeafCodec):
         codec = codec(header)
     image = output_image(codec.decode_parsed(header), header.colour)
-    atomic_write(dst, lambda f: image.save(f, format="PNG"), force)
+    atomic_write(dst, lambda f: save_png(image, f), force)
     return header

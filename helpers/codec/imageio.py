@@ -48,6 +48,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from helpers.codec.errors import DataError, ResourceError, shown
 from helpers.codec.fileio import open_input
+from helpers.codec.stage_timer import stage
 
 COLOUR_RGB, COLOUR_GRAY, COLOUR_ALPHA_DROPPED, COLOUR_GRAY_ALPHA_DROPPED = 0, 1, 2, 3
 COLOUR_NAMES = {COLOUR_RGB: "RGB", COLOUR_GRAY: "grayscale", COLOUR_ALPHA_DROPPED: "RGB (alpha dropped)",
@@ -74,6 +75,7 @@ _DAMAGED = (
 _pillow_limit = threading.Lock()
 
 
+@stage("read image")
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                check_size: Callable[[int, int], None] | None = None,
                notes: list[str] | None = None, max_ratio: float | None = DEFAULT_MAX_RATIO) -> tuple[np.ndarray, int]:  # fmt: skip
@@ -265,7 +267,16 @@ def output_image(rgb: np.ndarray, colour: int) -> Image.Image:
     return im.convert("L") if colour in GRAY_COLOURS else im
 
 
+# zlib level of the PNGs decoding writes: level 3 wrote a 12 MP decode in a third of the time of Pillow's default 6,
+# for 0.5 % more bytes (level 1: a quarter of the time, 5 % more); at 12 MP the default took as long as decoding.
+PNG_COMPRESS_LEVEL = 3
+
+
+def save_png(im: Image.Image, f) -> None:
+    im.save(f, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+
+
 def png_bytes(im: Image.Image) -> bytes:
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    save_png(im, buf)
     return buf.getvalue()

@@ -23,6 +23,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 
 from helpers.codec.errors import CodecError
+from helpers.codec.stage_timer import stage
 
 # |latent symbol| bound: far beyond what g_a/h_a produce from [0, 1] pixels (below ~100), far below the 2^27 at
 # which CompressAI's rANS encoder never terminates (its escape-length loop shifts an int32 by 32 bits).
@@ -88,9 +89,11 @@ class RansTables:
         self.tables = (gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(),
                        gc._offset.reshape(-1).int().tolist())  # fmt: skip
 
+    @stage("rANS")
     def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
         return self.coder.encode_with_indexes(_ints(symbols), _ints(indexes), *self.tables)
 
+    @stage("rANS")
     def decode(self, stream: bytes, indexes: torch.Tensor) -> torch.Tensor:
         values = self.coder.decode_with_indexes(stream, _ints(indexes), *self.tables)
         return torch.from_numpy(np.array(values, dtype=np.int32)).reshape(indexes.shape)
@@ -101,12 +104,14 @@ def _ints(t: torch.Tensor) -> list[int]:
 
 
 # ----- the hyper-latent -----------------------------------------------------------------------------------------
+@stage("hyper-latent z")
 def compress_hyper(entropy_bottleneck, z: torch.Tensor) -> tuple[bytes, torch.Tensor]:
     """The hyper-latent's stream and ``z_hat`` as the decoder will see it."""
     stream = entropy_bottleneck.compress(z)[0]
     return stream, entropy_bottleneck.decompress([stream], z.shape[-2:])
 
 
+@stage("hyper-latent z")
 def decompress_hyper(entropy_bottleneck, stream: bytes, shape: tuple[int, int]) -> torch.Tensor:
     n = entropy_bottleneck.channels * shape[0] * shape[1]
 

@@ -32,6 +32,7 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from helpers.codec.regions import region_only
+from helpers.codec.stage_timer import stage
 
 # Rate-distortion trade-offs, one per quality level (CompressAI convention: loss = bpp + lambda * 255^2 * MSE).
 # Chosen so that PlantVillage leaves span roughly 0.05-1 bpp (the shipped model's; see its model card).
@@ -153,6 +154,7 @@ class CodingModel(CompressionModel):
             self._coding[name] = coding_copy(getattr(self, name))
         return self._coding[name]
 
+    @stage("hyper-synthesis (float64)")
     @torch.no_grad()
     def hyper_synthesis(self, z_hat: torch.Tensor, region: tuple[slice, slice] | None = None) -> torch.Tensor:
         """h_s in float64: encoder and decoder must agree bit-for-bit on the side parameters (a float32

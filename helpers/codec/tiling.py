@@ -13,7 +13,8 @@ so neither do the files and pixels):
   ``Z_HALO`` positions (its receptive field is +-1.75). Larger than the transform tiles because the float64
   hyper-synthesis pays for its halo four times over (it upsamples by 4).
 
-An image of at most one tile (every PlantVillage leaf) is coded exactly as a whole image.
+An image of at most one transform tile (every PlantVillage leaf) is transformed in two halves, each with its
+halo (``transform_tiles``), so that two workers share it, and its latent is one coding tile.
 
 Tiles are computed with PyTorch on one intra-op thread each (oneDNN's float32 results depend on its thread
 count, see ``model.single_thread``) and dispatched over up to ``MAX_WORKERS`` Python threads (PyTorch releases
@@ -24,6 +25,8 @@ depends only on the tile, so the output is the same with one worker or two.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import contextvars
 import ctypes
 import ctypes.util
 import functools
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 
 from helpers.codec.models import STRIDE
+from helpers.codec.stage_timer import stage
 
 LATENT_STRIDE = 16  # pixels per latent (g_a's four stride-2 convolutions)
 Z_STRIDE = 4  # latents per hyper-latent (h_a's two stride-2 convolutions)
@@ -42,6 +46,7 @@ HALO = 2  # latents
 CODING_TILE = 64  # latents; a multiple of Z_STRIDE
 Z_HALO = 2  # hyper-latent positions
 MAX_WORKERS = 2
+SPLIT_MIN_ROWS = 4  # latents: a one-tile image at least twice this tall is transformed in two halves
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,17 @@ def grid(rows: int, cols: int, size: int, halo: int) -> list[Tile]:
     return [Tile(r0, min(r0 + size, rows), c0, min(c0 + size, cols), max(r0 - halo, 0),
                  min(r0 + size + halo, rows), max(c0 - halo, 0), min(c0 + size + halo, cols))
             for r0 in range(0, rows, size) for c0 in range(0, cols, size)]  # fmt: skip
+
+
+def transform_tiles(rows: int, cols: int) -> list[Tile]:
+    """The transform tiles of a latent of ``rows`` x ``cols``. An image of one tile is cut into two halves (by
+    rows, halo and all) so that two workers share it; its parts depend on its size only, never on the
+    workers, so neither do the results."""
+    if rows <= TRANSFORM_TILE and cols <= TRANSFORM_TILE and rows >= 2 * SPLIT_MIN_ROWS:
+        half = -(-rows // 2)
+        return [Tile(r0, min(r0 + half, rows), 0, cols, max(r0 - HALO, 0), min(r0 + half + HALO, rows), 0, cols)
+                for r0 in (0, half)]  # fmt: skip
+    return grid(rows, cols, TRANSFORM_TILE, HALO)
 
 
 def latent_size(height: int, width: int) -> tuple[int, int]:
@@ -121,17 +137,48 @@ def map_ordered(fn: Callable, items: Iterable, n_workers: int) -> Iterator:
         with torch.no_grad():
             return fn(item)
 
-    items = iter(items)
-    with concurrent.futures.ThreadPoolExecutor(n_workers, thread_name_prefix="leaf-tile") as pool:
-        pending = [pool.submit(one_thread, it) for it in _take(items, 2 * n_workers)]
-        try:
-            while pending:
-                result = pending.pop(0).result()
-                pending += [pool.submit(one_thread, it) for it in _take(items, 1)]
-                yield result
-        finally:
-            for f in pending:
-                f.cancel()
+    items, pool = iter(items), _pool()
+    pending = [pool.submit(one_thread, it) for it in _take(items, 2 * n_workers)]
+    try:
+        while pending:
+            result = pending.pop(0).result()
+            pending += [pool.submit(one_thread, it) for it in _take(items, 1)]
+            yield result
+    finally:
+        for f in pending:
+            f.cancel()
+        concurrent.futures.wait(pending)  # nothing of this call still runs when it returns
+
+
+# Who hears of each finished transform tile: (what, tiles done, tiles in all); the command line's progress bar.
+_progress: contextvars.ContextVar[Callable[[str, int, int], None] | None] = contextvars.ContextVar(
+    "tile_progress", default=None
+)
+
+
+@contextlib.contextmanager
+def progress(callback: Callable[[str, int, int], None]):
+    """Calls ``callback(what, done, total)`` after each transform tile of the analyses and syntheses run in the
+    block ("analysis" or "synthesis"), from the thread that runs them."""
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def _run_tiles(what: str, fn: Callable, tiles: list[Tile], n_workers: int) -> None:
+    callback = _progress.get()
+    for done, _ in enumerate(map_ordered(fn, tiles, n_workers), 1):
+        if callback is not None:
+            callback(what, done, len(tiles))
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The tile workers, started once per process rather than once per image (a batch of small leaves would
+    otherwise start two threads, and set up their PyTorch state, for every file)."""
+    return concurrent.futures.ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="leaf-tile")
 
 
 def _take(items: Iterator, n: int) -> list:
@@ -144,6 +191,7 @@ def _take(items: Iterator, n: int) -> list:
 
 
 # ----- the two tiled transforms -------------------------------------------------------------------------------
+@stage("analysis (g_a)")
 def analyse(g_a: Callable[[torch.Tensor, tuple], torch.Tensor], rgb: np.ndarray, channels: int,
             n_workers: int) -> torch.Tensor:  # fmt: skip
     """``g_a`` of a uint8 RGB image, tile by tile: float32 (1, channels, latent rows, latent cols), before the
@@ -161,11 +209,11 @@ def analyse(g_a: Callable[[torch.Tensor, tuple], torch.Tensor], rgb: np.ndarray,
         x = torch.from_numpy(rgb[np.ix_(r, c)]).permute(2, 0, 1)[None].float().div(255)
         y[:, :, t.r0 : t.r1, t.c0 : t.c1] = g_a(x, t.crop())
 
-    for _ in map_ordered(one, grid(rows, cols, TRANSFORM_TILE, HALO), n_workers):
-        pass
+    _run_tiles("analysis", one, transform_tiles(rows, cols), n_workers)
     return y
 
 
+@stage("synthesis (g_s)")
 def synthesise(g_s: Callable[[torch.Tensor, tuple], torch.Tensor], y_hat: torch.Tensor, height: int, width: int,
                n_workers: int) -> np.ndarray:  # fmt: skip
     """Pixels of the decoded latent ``y_hat`` (1, M, rows, cols), tile by tile: uint8 RGB (height, width, 3).
@@ -184,6 +232,5 @@ def synthesise(g_s: Callable[[torch.Tensor, tuple], torch.Tensor], y_hat: torch.
         px = x.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         out[s * t.r0 : s * t.r0 + h, s * t.c0 : s * t.c0 + w] = px.numpy()
 
-    for _ in map_ordered(one, grid(*y_hat.shape[-2:], TRANSFORM_TILE, HALO), n_workers):
-        pass
+    _run_tiles("synthesis", one, transform_tiles(*y_hat.shape[-2:]), n_workers)
     return out

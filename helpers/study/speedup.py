@@ -6,7 +6,8 @@ alternate, so that a change in the machine's load falls on both. Each run codes 
 (encode, then decode, of the same image at the middle level): 8 PlantVillage test leaves of 256x256 (median of
 the 8) and one 12-megapixel image (``benchmark.large_image``; its peak resident memory too). Each tree then
 decodes the other's 12-megapixel file: the file format is unchanged if both decode and agree with each other.
-Prints, never asserts.
+``stage_table`` (``benchmark --stages``) splits this tree's compress and decompress of both images into stages
+(``helpers.codec.stage_timer``). Prints, never asserts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from helpers import paths
@@ -34,6 +36,7 @@ tree, mode, file, *images = sys.argv[1:]
 sys.path.insert(0, tree)
 from helpers.codec.leaf_codec import LeafCodec
 import numpy as np
+import pandas as pd
 from PIL import Image
 codec = LeafCodec()
 level = codec.default_level
@@ -102,8 +105,6 @@ def _cross_check(trees: dict[str, Path], files: dict[str, Path]) -> list[str]:
 
 def run(ref: str, rounds: int = 3, n_small: int = 8) -> dict:
     """Times this tree against commit ``ref`` (see the module docstring); prints the table and returns it."""
-    import pandas as pd
-
     from helpers.data.dataset import read_manifest, split_paths
     from helpers.study.benchmark import LARGE_SIZE, large_image
 
@@ -138,3 +139,45 @@ def run(ref: str, rounds: int = 3, n_small: int = 8) -> dict:
               "faster than the other commit")  # fmt: skip
     print(*cross, sep="\n")
     return {"table": table, "cross": cross, "cpu": cpu_description()}
+
+
+def stage_table(images: dict[str, str], repeats: int = 5) -> pd.DataFrame:
+    """Seconds per stage of ``compress_file`` and ``decompress_file`` of each image (median of ``repeats`` runs
+    after a warm-up, in this process); stages on the tile workers in thread-seconds (see ``stage_timer``)."""
+    from helpers.codec import stage_timer
+    from helpers.codec.files import compress_file, decompress_file
+    from helpers.codec.leaf_codec import LeafCodec
+
+    codec, columns = LeafCodec(), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        leaf, png = Path(tmp) / "a.leaf", Path(tmp) / "a.png"
+        for label, path in images.items():
+            runs = {"encode": [], "decode": []}
+            for _ in range(repeats + 1):
+                with stage_timer.recording() as enc:
+                    compress_file(codec, Path(path), leaf, force=True)
+                with stage_timer.recording() as dec:
+                    decompress_file(codec, leaf, png, force=True)
+                runs["encode"].append(enc)
+                runs["decode"].append(dec)
+            for verb, records in runs.items():
+                columns[f"{label} {verb}"] = pd.DataFrame(records[1:]).fillna(0).median()
+    table = pd.DataFrame(columns).fillna(0)
+    order = [s for s in STAGES if s in table.index] + [s for s in table.index if s not in STAGES]
+    print(
+        f"\nstages of compress/decompress, seconds ({cpu_description()}; thread-seconds on the tile workers):"
+    )
+    print(table.loc[order].round(3).to_string())
+    return table.loc[order]
+
+
+STAGES = (
+    "read image",
+    "analysis (g_a)",
+    "hyper-latent z",
+    "hyper-synthesis (float64)",
+    "rANS",
+    "synthesis (g_s)",
+    "write file",
+    "total",
+)
