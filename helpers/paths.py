@@ -30,6 +30,8 @@ def _shipped(name: str) -> Path:
 SHIPPED_CHECKPOINT = _shipped("leaf_hyperprior.pth.tar")
 # The perceptually tuned checkpoint (issue 11: the paper's perceptual objective), used by the study when it exists.
 PERCEPTUAL_CHECKPOINT = _shipped("leaf_hyperprior_perceptual.pth.tar")
+# Codec v3 (issue 19's campaign, shipped by issue 35 as `--tune high`): wider latent, ten levels, photos in training.
+V3_CHECKPOINT = _shipped("leaf_hyperprior_v3.pth.tar")
 PERCEPTUAL_RUN = OUTPUTS / "runs" / "perceptual" / "final"
 # The training run that produced the shipped checkpoint (its config.json names the run it was fine-tuned from).
 SHIPPED_RUN = OUTPUTS / "runs" / "leaf_hyperprior_ft"

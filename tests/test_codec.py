@@ -499,3 +499,44 @@ def test_tune_errors_are_one_line(tmp_path, leaf_files, perceptual_tune, capsys,
     _main_error(capsys, ["compress", a, "-o", tmp_path / "x.leaf", "--tune", "perceptual"],
                 "the perceptual checkpoint is not installed")  # fmt: skip
     assert not (tmp_path / "x.leaf").exists()
+
+
+# ----- the high tune: codec v3, shipped beside today's model (issue 35) ----------------------------------------
+# The v3 campaign's float16 weights, which outputs/checkpoints/leaf_hyperprior_v3.pth.tar was shipped from.
+V3_WEIGHTS = paths.OUTPUTS / "runs" / "bakeoff" / "v3" / "weights_fp16.pt"
+
+
+def test_tune_high_is_codec_v3_with_ten_levels_and_its_files_decode_without_a_flag(
+    tmp_path, leaf_files, capsys
+):
+    _, (a, b), _ = leaf_files
+    v3, mse = tmp_path / "v3.leaf", tmp_path / "mse.leaf"
+    assert main(["compress", str(a), "-o", str(v3), "--level", "10", "--tune", "high"]) == 0
+    assert main(["compress", str(b), "-o", str(mse), "--level", "7"]) == 0
+    assert parse(v3.read_bytes()).model_name == "leaf-hyperprior-v3"
+    capsys.readouterr()
+    assert main(["info", str(v3)]) == 0
+    out = capsys.readouterr().out
+    assert "model:     leaf-hyperprior-v3 " in out and "codec v3" in out and "level:     10\n" in out
+    # One batch of both models, no flag: each file finds the model that wrote it.
+    assert main(["decompress", str(v3), str(mse), "--out-dir", str(tmp_path / "png")]) == 0
+    for name, ck in (("v3", paths.V3_CHECKPOINT), ("mse", paths.SHIPPED_CHECKPOINT)):
+        expected = LeafCodec(ck).decode((tmp_path / f"{name}.leaf").read_bytes())
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "png" / f"{name}.png")), expected)
+    # v3's top level is above today's: level 10 exists only there, and it is the better picture.
+    rgb = np.asarray(Image.open(a))
+    assert psnr(rgb, np.asarray(Image.open(tmp_path / "png" / "v3.png"))) > 30
+    _main_error(capsys, ["compress", a, "-o", tmp_path / "x.leaf", "--level", "10"], "level")
+
+
+def test_the_shipped_v3_checkpoint_is_the_shipping_code_s_export_of_the_committed_weights():
+    """outputs/checkpoints/leaf_hyperprior_v3.pth.tar is ``python -m helpers export-checkpoint`` of the v3
+    campaign's float16 weights (loaded into the float32 model): the same weights, hence the same hash in files."""
+    from helpers.training.shipping import export_checkpoint
+
+    ours = torch.load(paths.V3_CHECKPOINT, map_location="cpu", weights_only=True)
+    fresh = export_checkpoint(
+        torch.load(V3_WEIGHTS, map_location="cpu", weights_only=False), "leaf-hyperprior-v3"
+    )
+    assert ours["weights_sha256"] == fresh["weights_sha256"] == weights_hash(ours["model"])
+    assert (ours["name"], ours["architecture"], ours["step"]) == ("leaf-hyperprior-v3", "composed", 133_468)

@@ -135,3 +135,23 @@ def test_a_stale_export_is_never_used(shipped, tmp_path):
     for part in ("g_s", "g_a"):
         sess = export.load_onnx(model, sha, part, tmp_path)
         assert sess.get_modelmeta().custom_metadata_map["weights_sha256"] == sha
+
+
+def test_v3_exports_and_decodes_on_onnx_runtime_within_the_stated_tolerance(tmp_path):
+    """The second shipped model (codec v3, a composed architecture: ``--tune high``) goes through the same export
+    and the same ONNX Runtime backend, its parity held to the shipped model's bounds."""
+    from helpers import paths
+
+    model, ckpt = load_model(paths.V3_CHECKPOINT)
+    export.export_onnx(model, ckpt["weights_sha256"], tmp_path)
+    export.export_torchscript(model, tmp_path)
+    checks = export.cases(leaves(1), [1, model.num_levels])
+    for r in export.parity(model, checks, tmp_path, tmp_path):
+        label = f"{r['format']} {r['part']} level {r['level']}"
+        if r["format"] == "TorchScript":
+            assert r["max_abs_diff"] == 0 and (r["part"] != "h_s" or r["same_indexes"]), label
+        else:
+            assert r["max_abs_diff"] < 1e-4 and r["psnr_db"] > 100, (label, r)
+    pt, ort = LeafCodec(paths.V3_CHECKPOINT), LeafCodec(paths.V3_CHECKPOINT, backend="onnx")
+    for r in export.decode_parity(pt, ort, checks):
+        assert r["max_pixel_diff"] <= export.PIXEL_TOLERANCE and r["pixels_identical"] > 0.999, r

@@ -17,7 +17,7 @@ NAMES = sorted(p.stem for p in GOLDEN.glob("*.leaf"))
 
 def test_every_golden_case_is_committed():
     assert NAMES == sorted(["grey_level4", "leaf_level1", "leaf_level4", "leaf_level7", "multitile_level3",
-                            "perceptual_level4"])  # fmt: skip
+                            "perceptual_level4", "v3_level4", "v3_level10", "v3_multitile_level6"])  # fmt: skip
     assert all((GOLDEN / f"{n}.png").is_file() for n in NAMES)
 
 
@@ -39,7 +39,8 @@ def test_golden_file_decodes_to_its_pixels(decoded, name):
 
 
 @pytest.mark.parametrize("name, model", [("perceptual_level4", "leaf-hyperprior-perceptual"),
-                                         ("leaf_level4", "leaf-hyperprior ")])  # fmt: skip
+                                         ("leaf_level4", "leaf-hyperprior "),
+                                         ("v3_level10", "leaf-hyperprior-v3 ")])  # fmt: skip
 def test_golden_files_name_their_model(name, model):
     proc = run_cli("info", GOLDEN / f"{name}.leaf")
     assert proc.returncode == 0, proc.stderr

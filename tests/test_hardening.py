@@ -430,4 +430,5 @@ def test_what_info_repeats_agrees_with_its_sources():
     assert cli._size(cli.DEFAULT_MAX_MEMORY_TEXT, 1024, "--max-memory") == budget.DEFAULT_MAX_MEMORY
     for tune, (name, _) in TUNES.items():
         assert cli._tune_text(name) == TUNE_OBJECTIVES[tune]
+    assert cli.TUNE_NAMES == tuple(TUNES) == tuple(TUNE_OBJECTIVES)  # --tune's choices
     assert "not a shipped model" in cli._tune_text("other")

@@ -1,5 +1,5 @@
 """The codec a user installs (issue 34): ``pip install .`` builds a wheel of the product alone (helpers.codec,
-helpers.paths, the two shipped checkpoints as package data) whose only requirements are what helpers/codec imports,
+helpers.paths, the shipped checkpoints as package data) whose only requirements are what helpers/codec imports,
 with a ``leaf-codec`` command that works from any folder.
 
 The wheel is built from a copy of the repository's files in a temporary folder (no build/ or *.egg-info left in
@@ -36,7 +36,7 @@ STUDY = {"papermill", "lpips", "matplotlib", "glymur", "pandas", "scipy", "torch
          "opencv-python-headless", "ipykernel", "nbformat", "nbstripout", "ruff", "pytest", "pre-commit"}  # fmt: skip
 # (pandas is not among them: CompressAI imports it, through torch_geometric, whenever it is imported.)
 STUDY_MODULES = ("matplotlib", "lpips", "papermill", "glymur", "cv2", "nbformat", "onnx", "onnxruntime")
-SHIPPED = ("leaf_hyperprior.pth.tar", "leaf_hyperprior_perceptual.pth.tar")
+SHIPPED = ("leaf_hyperprior.pth.tar", "leaf_hyperprior_perceptual.pth.tar", "leaf_hyperprior_v3.pth.tar")
 
 
 def _name(requirement: str) -> str:
@@ -131,7 +131,8 @@ loaded = sorted(m for m in sys.modules if m.split(".")[0] in {study!r})
 assert not loaded, loaded
 for part in ("study", "training", "data", "commands"):
     assert importlib.util.find_spec("helpers." + part) is None, part
-print(Path(helpers.paths.__file__).parent, helpers.paths.SHIPPED_CHECKPOINT, helpers.paths.PERCEPTUAL_CHECKPOINT)
+print(Path(helpers.paths.__file__).parent, helpers.paths.SHIPPED_CHECKPOINT, helpers.paths.PERCEPTUAL_CHECKPOINT,
+      helpers.paths.V3_CHECKPOINT)
 """
 
 
@@ -169,14 +170,18 @@ def test_the_installed_command_compresses_and_decompresses_a_leaf_from_any_folde
     run("decompress", "leaf.leaf", "-o", "leaf.png")
     assert np.asarray(Image.open(elsewhere / "leaf.png")).shape == leaf.shape
     assert "leaf-hyperprior" in run("info", "leaf.leaf")
+    run("compress", "leaf.jpg", "-o", "v3.leaf", "--tune", "high", "--level", "10")  # codec v3 (issue 35)
+    run("decompress", "v3.leaf", "-o", "v3.png")
+    assert "leaf-hyperprior-v3" in run("info", "v3.leaf") and (elsewhere / "v3.png").is_file()
 
     script = _PRODUCT_RUN.replace("{study!r}", repr(set(STUDY_MODULES)))
     args = ["leaf.jpg", "perceptual.leaf", "perceptual.png"]
     proc = subprocess.run([python, "-c", script, *args], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    package, mse, perceptual = (Path(p) for p in proc.stdout.splitlines()[-1].split())
+    package, mse, perceptual, v3 = (Path(p) for p in proc.stdout.splitlines()[-1].split())
     assert package == Path(purelib) / "helpers"
     assert mse == package / "codec" / "weights" / SHIPPED[0] and mse.is_file()
     assert perceptual == package / "codec" / "weights" / SHIPPED[1] and perceptual.is_file()
+    assert v3 == package / "codec" / "weights" / SHIPPED[2] and v3.is_file()
     assert (elsewhere / "perceptual.png").is_file()

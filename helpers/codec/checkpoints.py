@@ -35,19 +35,22 @@ def weights_hash(state_dict: dict) -> str:
 
 
 # The shipped checkpoints, by tune: ``--tune`` picks one for encoding; a file's recorded model name picks the
-# one that decodes it.
+# one that decodes it. ``high`` is codec v3 (N = 64, M = 320, ten levels, half its crops from photos): behind
+# today's model on leaves at low rates, ahead on photos and above today's top level (MODEL_CARD_v3.md).
 TUNES = {
     "mse": ("leaf-hyperprior", paths.SHIPPED_CHECKPOINT),
     "perceptual": ("leaf-hyperprior-perceptual", paths.PERCEPTUAL_CHECKPOINT),
+    "high": ("leaf-hyperprior-v3", paths.V3_CHECKPOINT),
 }
 TUNE_OBJECTIVES = {
     "mse": "MSE (PSNR-optimised)",
     "perceptual": "LPIPS-tuned (the paper's perceptual objective; its weights in MODEL_CARD_perceptual.md)",
+    "high": "MSE, codec v3: photos and high quality, ten levels (MODEL_CARD_v3.md)",
 }
 
 
 def tune_checkpoint(tune: str) -> Path:
-    """The shipped checkpoint of a tune ("mse" or "perceptual"); CheckpointError if it is unknown or missing."""
+    """The shipped checkpoint of a tune (a key of ``TUNES``); CheckpointError if it is unknown or missing."""
     if tune not in TUNES:
         raise CheckpointError(f"unknown tune {tune!r}; choose from {', '.join(TUNES)}")
     path = TUNES[tune][1]

@@ -352,13 +352,25 @@ def _cmd_info(args) -> int:
     return 0
 
 
+# checkpoints.TUNES and TUNE_OBJECTIVES repeated without PyTorch, for ``info`` and ``--tune``'s choices (a test
+# checks that they agree): model name -> tune, and tune -> what ``info`` says of it.
+_TUNE_OF_MODEL = {
+    "leaf-hyperprior": "mse",
+    "leaf-hyperprior-perceptual": "perceptual",
+    "leaf-hyperprior-v3": "high",
+}
+_TUNE_OBJECTIVES = {
+    "mse": "MSE (PSNR-optimised)",
+    "perceptual": "LPIPS-tuned (the paper's perceptual objective; its weights in MODEL_CARD_perceptual.md)",
+    "high": "MSE, codec v3: photos and high quality, ten levels (MODEL_CARD_v3.md)",
+}
+TUNE_NAMES = tuple(_TUNE_OBJECTIVES)
+
+
 def _tune_text(model_name: str) -> str:
     """What ``info`` says of the tune, without importing the checkpoints module (which imports PyTorch)."""
-    known = {"leaf-hyperprior": "mse", "leaf-hyperprior-perceptual": "perceptual"}
-    objectives = {"mse": "MSE (PSNR-optimised)", "perceptual": "LPIPS-tuned (the paper's perceptual objective; "
-                  "its weights in MODEL_CARD_perceptual.md)"}  # fmt: skip
-    tune = known.get(model_name)
-    return objectives[tune] if tune else "not a shipped model (decode with its checkpoint)"
+    tune = _TUNE_OF_MODEL.get(model_name)
+    return _TUNE_OBJECTIVES[tune] if tune else "not a shipped model (decode with its checkpoint)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -421,8 +433,10 @@ def add_commands(sub) -> None:
                    help="refuse input images of over 1 MP whose file is more than R times smaller than their 24-bit "
                         "RGB pixels (photos: under 100; a decompression bomb or a file cut short: far more; flat "
                         "synthetic images may need more) (default: %(default)s)")  # fmt: skip
-    s.add_argument("--tune", choices=("mse", "perceptual"),
-                   help="mse: the PSNR-optimised model (default); perceptual: tuned for LPIPS (the paper's perceptual objective)")  # fmt: skip
+    s.add_argument("--tune", choices=TUNE_NAMES,
+                   help="mse: the PSNR-optimised model (default; best for leaves below ~0.7 bpp); perceptual: tuned for "
+                        "LPIPS (the paper's perceptual objective); high: codec v3, for photos and for quality above "
+                        "mse's top level (levels 1-10)")  # fmt: skip
     _common_coding_options(s)
     s.set_defaults(func=_cmd_compress)
 

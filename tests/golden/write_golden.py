@@ -1,6 +1,7 @@
 """Writes the golden .leaf files and the PNG each decodes to (run once, by the commit named in README.md here).
 
-    PYTHONPATH=. python tests/golden/write_golden.py
+    PYTHONPATH=. python tests/golden/write_golden.py              # every case
+    PYTHONPATH=. python tests/golden/write_golden.py NAME ...     # only these (a new model's cases)
 
 The sources are synthetic (tests/codec_samples.py), so nothing from the data sets is committed.
 """
@@ -29,6 +30,10 @@ CASES = {
         ["--level", "3"],
     ),  # 1100 px wide: two 1024-px coding tiles, three 512-px ones
     "perceptual_level4": ("leaf", ["--level", "4", "--tune", "perceptual"]),
+    # codec v3 (issue 35): a level both models have, and its top level, above the MSE model's
+    "v3_level4": ("leaf", ["--level", "4", "--tune", "high"]),
+    "v3_level10": ("leaf", ["--level", "10", "--tune", "high"]),
+    "v3_multitile_level6": ("wide", ["--level", "6", "--tune", "high"]),
 }
 
 
@@ -39,10 +44,12 @@ def sources() -> dict[str, np.ndarray]:
     return {"leaf": leaf, "grey": grey, "wide": wide}
 
 
-def main() -> None:
+def main(names=None) -> None:
     for name, img in sources().items():
         Image.fromarray(img).save(HERE / f"source_{name}.png")
     for name, (source, args) in CASES.items():
+        if names and name not in names:
+            continue
         leaf, png = HERE / f"{name}.leaf", HERE / f"{name}.png"
         run = [sys.executable, "-m", "helpers"]
         subprocess.run(
@@ -53,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
