@@ -120,3 +120,42 @@ def test_the_stage_timer_records_only_while_asked(shipped, tmp_path):
     assert all(v >= 0 for v in seconds.values()) and seconds["total"] >= seconds["synthesis (g_s)"]
     codec.decode(data)
     assert stage_timer._totals is None
+
+
+_LEAN = """
+import sys
+import numpy as np
+from helpers.codec.leaf_codec import LeafCodec
+codec = LeafCodec()
+assert codec.decode(codec.encode(np.full((40, 56, 3), 90, np.uint8))).shape == (40, 56, 3)
+print(*sorted(m for m in ("torch_geometric", "torchvision") if m in sys.modules))
+import compressai
+print(compressai.__version__, compressai.datasets.__name__)
+"""
+
+
+def test_coding_imports_compressai_without_its_datasets():
+    """A command's start: coding loads neither torch_geometric nor torchvision (CompressAI's package would import
+    both, ~3 s), and the rest of CompressAI still imports on first use."""
+    import subprocess
+    import sys
+
+    from codec_samples import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _LEAN], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded, version = proc.stdout.splitlines()
+    assert loaded == "" and version.endswith(" compressai.datasets")
+
+
+def test_a_process_that_imported_compressai_keeps_it():
+    import sys
+
+    import compressai
+
+    from helpers.codec.lean_imports import lean_compressai
+
+    before = sys.modules["compressai"]
+    assert lean_compressai() is False and sys.modules["compressai"] is before is compressai

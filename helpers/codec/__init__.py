@@ -10,3 +10,8 @@ import os as _os
 # and on 4 KiB pages the page faults of those fresh buffers cost as much as GDN's arithmetic (measured: a
 # 288x288x64 GDN 38.8 -> 19.2 ms). A user's own setting wins.
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+# CompressAI without its datasets and point-cloud transforms (3 s of every command's start): see lean_imports.
+from helpers.codec.lean_imports import lean_compressai  # noqa: E402
+
+lean_compressai()
