@@ -159,3 +159,26 @@ def test_a_process_that_imported_compressai_keeps_it():
 
     before = sys.modules["compressai"]
     assert lean_compressai() is False and sys.modules["compressai"] is before is compressai
+
+
+def test_progress_hears_of_every_transform_tile(shipped):
+    """The command line's bar for long single images: each analysis and synthesis tile is reported, in order."""
+    from helpers.codec import tiling
+    from helpers.codec.leaf_codec import LeafCodec
+
+    codec, ticks = LeafCodec(), []
+    rgb = np.random.default_rng(0).integers(0, 255, (600, 1100, 3), dtype=np.uint8)  # 3 x 2 transform tiles
+    with tiling.progress(lambda what, done, total: ticks.append((what, done, total))):
+        codec.decode(codec.encode(rgb, 1))
+    assert ticks == [("analysis", k, 6) for k in range(1, 7)] + [("synthesis", k, 6) for k in range(1, 7)]
+    codec.encode(rgb[:64, :64], 1)
+    assert len(ticks) == 12  # nothing heard outside the block
+
+
+def test_the_installed_command_names_itself(monkeypatch, capsys):
+    from helpers.codec import cli
+
+    monkeypatch.setattr("sys.argv", ["/somewhere/bin/leaf-codec", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert capsys.readouterr().out.startswith("usage: leaf-codec ")
