@@ -16,9 +16,8 @@ from helpers.training.runs import load_training_checkpoint
 
 @dataclass
 class TrainConfig:
-    arch: str = (
-        "leaf"  # "leaf" (the shipped model: gain_hyperprior.leaf_hyperprior) or a codec v2 candidate of helpers.training.candidates
-    )
+    # "leaf" (the shipped model: gain_hyperprior.leaf_hyperprior) or a candidate of helpers.training.candidates
+    arch: str = "leaf"
     N: int = 64
     M: int = 128
     lambdas: tuple = DEFAULT_LAMBDAS
