@@ -80,3 +80,35 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 
 def tmp_leftovers(folder: Path) -> list[Path]:
     return [p for p in Path(folder).rglob("*") if p.name.endswith(".tmp")]
+
+
+def cli_files(folder: Path) -> tuple[Path, Path]:
+    """A 64x64 leaf in ``folder`` as PNG and as a .leaf file (level 2), written through the command line."""
+    from PIL import Image
+
+    from helpers.commands import main
+
+    Image.fromarray(synthetic_leaf(0, 64)).save(folder / "ref.png")
+    assert main(["compress", str(folder / "ref.png"), "-o", str(folder / "ref.leaf"), "--level", "2"]) == 0
+    return folder / "ref.png", folder / "ref.leaf"
+
+
+def run_in_process(capsys, *argv) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``python -m helpers ARGV`` run in this process."""
+    from helpers.commands import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_error_line(capsys, *argv) -> str:
+    """The single ``error:`` line of a failing command (exit status 2), run in this process."""
+    code, _, err = run_in_process(capsys, *argv)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
+    return lines[0]

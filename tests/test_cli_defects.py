@@ -10,42 +10,22 @@ import zlib
 
 import numpy as np
 import pytest
-from codec_samples import synthetic_leaf, tmp_leftovers
+from codec_samples import cli_files, one_error_line, run_in_process, synthetic_leaf, tmp_leftovers
 from PIL import Image, features
 
 from helpers.codec.errors import CodecError, DataError, ResourceError
 from helpers.codec.imageio import COLOUR_GRAY_ALPHA_DROPPED, check_pixels, load_image
 from helpers.codec.leaf_codec import LeafCodec
-from helpers.commands import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A 64x64 leaf as PNG and as a .leaf file."""
-    folder = tmp_path_factory.mktemp("defects")
-    Image.fromarray(synthetic_leaf(0, 64)).save(folder / "ref.png")
-    assert main(["compress", str(folder / "ref.png"), "-o", str(folder / "ref.leaf"), "--level", "2"]) == 0
-    return folder / "ref.png", folder / "ref.leaf"
+    return cli_files(tmp_path_factory.mktemp("defects"))
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _error(capsys, *argv) -> str:
-    """The single ``error:`` line of a failing command (exit status 2)."""
-    code, _, err = _run(capsys, *argv)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    return lines[0]
+_run, _error = run_in_process, one_error_line
 
 
 def _notes(err: str) -> list[str]:

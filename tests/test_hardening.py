@@ -16,42 +16,31 @@ import tracemalloc
 import zlib
 
 import pytest
-from codec_samples import ROOT, assert_one_line_error, synthetic_leaf, tmp_leftovers
+from codec_samples import (
+    ROOT,
+    assert_one_line_error,
+    cli_files,
+    one_error_line,
+    run_in_process,
+    synthetic_leaf,
+    tmp_leftovers,
+)
 from PIL import Image
 
 from helpers.codec import cli, container, fileio
 from helpers.codec.container import pack, parse
 from helpers.codec.fileio import atomic_write, leftover_temporaries
 from helpers.codec.imageio import load_image
-from helpers.commands import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A 64x64 leaf as PNG and as a .leaf file (level 2)."""
-    folder = tmp_path_factory.mktemp("hardening")
-    Image.fromarray(synthetic_leaf(0, 64)).save(folder / "ref.png")
-    assert main(["compress", str(folder / "ref.png"), "-o", str(folder / "ref.leaf"), "--level", "2"]) == 0
-    return folder / "ref.png", folder / "ref.leaf"
+    return cli_files(tmp_path_factory.mktemp("hardening"))
 
 
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _error(capsys, *argv) -> str:
-    code, _, err = _run(capsys, *argv)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    return lines[0]
+_run, _error = run_in_process, one_error_line
 
 
 @contextlib.contextmanager
