@@ -18,7 +18,8 @@ EXPECTED = {  # files each notebook must (re)write in the smoke profile
     "03_rd_curves": [SMOKE["tables"] / "bd_rate.csv", SMOKE["tables"] / "table2_methods.md",
                      SMOKE["figures"] / "rd_curves.png", SMOKE["results"] / "rd_test_ours.csv",
                      SMOKE["figures"] / "rd_curves_kodak.png", SMOKE["tables"] / "bd_rate_kodak.csv",
-                     SMOKE["figures"] / "fidelity_curves.png"]
+                     SMOKE["figures"] / "fidelity_curves.png", SMOKE["tables"] / "which_model.csv",
+                     SMOKE["tables"] / "which_model_points.csv", SMOKE["figures"] / "rd_curves_which_model_kodak.png"]
                     + ([SMOKE["tables"] / "perceptual_vs_mse.csv"] if PERCEPTUAL else []),
     "04_visualise": [SMOKE["figures"] / "visual_matched.png", SMOKE["tables"] / "edge_fidelity.csv",
                      SMOKE["figures"] / "bit_allocation.png"]

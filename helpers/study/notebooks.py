@@ -48,7 +48,8 @@ PROFILES = {
     },
     "full": {
         "n_images": None,
-        "n_test": 100,  # with n_holdout 30 and all of Kodak, 03 takes ~20 min on 2 idle cores (150/45: +4 min)
+        "n_test": 100,  # with n_holdout 30 and all of Kodak, 03 takes ~20 min on 2 idle cores (150/45: +4 min),
+        # and ~5 min more for v3 in 3.10 (estimated: 10 levels, ~10 s CPU per Kodak image, ~2 s per leaf)
         "n_holdout": 30,
         "n_kodak": 24,  # all of Kodak, so the published curves compare like with like
         "setting_stride": 1,

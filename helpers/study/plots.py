@@ -94,6 +94,7 @@ def augmentation_grid(original, augmented, ncols: int = 3, size: float = 2.2):
 CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
     "ours": ("tab:green", "o", "ours (learned)"),
     "ours_perceptual": ("tab:olive", "*", "ours, perceptual (LPIPS-tuned)"),
+    "ours_v3": ("tab:red", "P", "ours v3 (--tune high)"),
     "jpeg": ("tab:gray", "s", "JPEG"),
     "jpeg2000": ("tab:brown", "D", "JPEG 2000"),
     "webp": ("tab:blue", "^", "WebP"),
