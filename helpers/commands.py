@@ -110,7 +110,9 @@ def _speed_of_this_tree(args) -> int:
     from helpers.study import speedup
     from helpers.study.benchmark import large_image
 
-    if args.against_commit:
+    if args.against_commit and args.parity:
+        speedup.parity(args.against_commit, args.parity)
+    elif args.against_commit:
         speedup.run(args.against_commit, rounds=args.rounds, n_small=args.images)
     if args.stages:
         leaf = split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=1)[0]
@@ -159,6 +161,9 @@ def _add_benchmark_command(sub) -> None:
                    "(256x256 leaves and a 12-megapixel image; each decodes the other's file)")  # fmt: skip
     s.add_argument("--rounds", type=int, default=3,
                    help="alternating runs per tree with --against-commit; repeats with --stages")  # fmt: skip
+    s.add_argument("--parity", type=int, default=0, metavar="N",
+                   help="with --against-commit, instead of timing: N test leaves at every level through both trees (bytes, PSNR, "
+                   "identical files)")  # fmt: skip
     s.add_argument("--stages", action="store_true",
                    help="seconds per stage of compress and decompress (a 256x256 leaf, a 12-megapixel image)")  # fmt: skip
     s.set_defaults(func=_cmd_benchmark)

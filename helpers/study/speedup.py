@@ -28,7 +28,8 @@ from PIL import Image
 from helpers import paths
 
 # Runs in a fresh interpreter: argv = tree, mode, file, image paths...; prints one JSON line. Mode "time": encode
-# and decode each image, the last file kept in ``file``; mode "decode": decode ``file`` into the .npy image path.
+# and decode each image, the last file kept in ``file``; mode "decode": decode ``file`` into the .npy image path;
+# mode "levels": every image at every level, the file's size and hash and the decoded PSNR.
 # It imports the tree's codec before anything imports torch (the codec may set torch's allocator options).
 _CHILD = r"""
 import json, statistics, sys, time
@@ -36,13 +37,24 @@ tree, mode, file, *images = sys.argv[1:]
 sys.path.insert(0, tree)
 from helpers.codec.leaf_codec import LeafCodec
 import numpy as np
-import pandas as pd
 from PIL import Image
 codec = LeafCodec()
 level = codec.default_level
 if mode == "decode":
     np.save(images[0], codec.decode(open(file, "rb").read()))
     print(json.dumps({}))
+    raise SystemExit
+if mode == "levels":
+    import hashlib
+    rows = []
+    for path in images:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        for lv in codec.levels:
+            data = codec.encode(rgb, lv)
+            mse = np.mean((codec.decode(data).astype(float) - rgb) ** 2)
+            rows.append({"image": path, "level": lv, "bytes": len(data), "sha": hashlib.sha256(data).hexdigest(),
+                         "psnr": float(10 * np.log10(255**2 / max(mse, 1e-10)))})
+    print(json.dumps(rows))
     raise SystemExit
 enc, dec = [], []
 for path in images:
@@ -181,3 +193,30 @@ STAGES = (
     "write file",
     "total",
 )
+
+
+def parity(ref: str, n_images: int = 100) -> pd.DataFrame:
+    """Are this tree's files those of commit ``ref``? ``n_images`` test leaves at every level through both trees:
+    per level, the mean bytes and PSNR of each, their relative differences and the share of identical files."""
+    from helpers.data.dataset import read_manifest, split_paths
+
+    images = [
+        str(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=n_images)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        other = Path(tmp) / "other"
+        commit = extract(ref, other)
+        this, that = (
+            pd.DataFrame(_child(tree, "levels", Path(tmp) / "x.leaf", *images))
+            for tree in (paths.ROOT, other)
+        )
+    both = this.merge(that, on=["image", "level"], suffixes=("", "_other"))
+    both["identical"] = both.sha == both.sha_other
+    table = both.groupby("level").agg(bytes=("bytes", "mean"), bytes_other=("bytes_other", "mean"), psnr=("psnr", "mean"),
+                                      psnr_other=("psnr_other", "mean"), identical=("identical", "mean"))  # fmt: skip
+    table["bytes_diff_%"] = 100 * (table.bytes / table.bytes_other - 1)
+    table["psnr_diff_%"] = 100 * (table.psnr / table.psnr_other - 1)
+    print(f"\nthis tree against commit {commit}: {len(images)} test leaves at every level (mean per level)")
+    print(table.round(4).to_string())
+    print(f"identical files: {both.identical.mean():.1%}")
+    return table
