@@ -5,7 +5,7 @@ so neither do the files and pixels):
 
 * **Transform tiles** of ``TRANSFORM_TILE`` x ``TRANSFORM_TILE`` latents (512 x 512 pixels). ``g_a`` runs on each
   tile's pixels plus ``HALO`` latents (32 pixels) on every side, ``g_s`` on each tile's latents plus ``HALO``
-  latents; the halo is cropped away afterwards. The halo covers the receptive field (``g_a``: +-30 pixels, so a
+  latents, each layer computed only where the tile's own output depends on it (``regions.region_only``). The halo covers the receptive field (``g_a``: +-30 pixels, so a
   tiled analysis equals the whole-image one exactly; ``g_s``: +-1.9 latents, equal up to float32 rounding), so
   there are no seams. Where a tile meets the padded image's edge it sees the same zero padding as a whole image.
 * **Coding tiles** of ``CODING_TILE`` x ``CODING_TILE`` latents (1024 x 1024 pixels): one rANS stream each, and the
