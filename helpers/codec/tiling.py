@@ -5,9 +5,9 @@ so neither do the files and pixels):
 
 * **Transform tiles** of ``TRANSFORM_TILE`` x ``TRANSFORM_TILE`` latents (512 x 512 pixels). ``g_a`` runs on each
   tile's pixels plus ``HALO`` latents (32 pixels) on every side, ``g_s`` on each tile's latents plus ``HALO``
-  latents, each layer computed only where the tile's own output depends on it (``regions.region_only``). The halo covers the receptive field (``g_a``: +-30 pixels, so a
-  tiled analysis equals the whole-image one exactly; ``g_s``: +-1.9 latents, equal up to float32 rounding), so
-  there are no seams. Where a tile meets the padded image's edge it sees the same zero padding as a whole image.
+  latents, each layer computed only where the tile's own output depends on it (``regions.region_only``). The
+  halo covers the receptive field (``g_a``: +-30 pixels, so a tiled analysis equals the whole-image one up to
+  float32 rounding; ``g_s``: +-1.9 latents, likewise), so there are no seams. Where a tile meets the padded image's edge it sees the same zero padding as a whole image.
 * **Coding tiles** of ``CODING_TILE`` x ``CODING_TILE`` latents (1024 x 1024 pixels): one rANS stream each, and the
   hyper-synthesis that predicts their entropy parameters runs per coding tile on the hyper-latent plus
   ``Z_HALO`` positions (its receptive field is +-1.75). Larger than the transform tiles because the float64
