@@ -185,3 +185,33 @@ def test_the_installed_command_names_itself(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main()
     assert capsys.readouterr().out.startswith("usage: leaf-codec ")
+
+
+def test_the_tile_bar_makes_one_bar_per_stage(monkeypatch):
+    """On a terminal, each stage of a large image gets one bar, advanced tile by tile (not a bar per tile)."""
+    import io
+
+    import tqdm.auto
+
+    from helpers.codec import cli, tiling
+
+    made = []
+
+    class Bar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, file=io.StringIO(), **kwargs)
+            made.append(self)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr("sys.stderr", Terminal())
+    with cli._tile_bar():
+        report = tiling._progress.get()
+        for what in ("analysis", "synthesis"):
+            for done in range(1, 13):
+                report(what, done, 12)
+        report("analysis", 1, 2)  # a small image: no bar
+    assert [(bar.desc, bar.n, bar.total) for bar in made] == [("analysis", 12, 12), ("synthesis", 12, 12)]

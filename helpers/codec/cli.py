@@ -190,11 +190,11 @@ def _tile_bar():
     bars = {}
 
     def tick(what: str, done: int, total: int) -> None:
-        if total >= TILE_BAR_MIN:
-            bar = bars.setdefault(
-                what, tqdm(total=total, desc=what, unit="tile", leave=False, mininterval=0.5)
-            )
-            bar.update(done - bar.n)
+        if total < TILE_BAR_MIN:
+            return
+        if what not in bars:  # one bar per stage, made at its first tile
+            bars[what] = tqdm(total=total, desc=what, unit="tile", leave=False, mininterval=0.5)
+        bars[what].update(done - bars[what].n)
 
     try:
         with tiling.progress(tick):
