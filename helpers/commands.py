@@ -102,23 +102,14 @@ def _cmd_metrics(args) -> int:
 
 
 def _speed_of_this_tree(args) -> int:
-    import tempfile
-
-    from PIL import Image
-
-    from helpers.data.dataset import read_manifest, split_paths
     from helpers.study import speedup
-    from helpers.study.benchmark import large_image
 
     if args.against_commit and args.parity:
         speedup.parity(args.against_commit, args.parity)
     elif args.against_commit:
         speedup.run(args.against_commit, rounds=args.rounds, n_small=args.images)
     if args.stages:
-        leaf = split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=1)[0]
-        with tempfile.TemporaryDirectory() as tmp:
-            Image.fromarray(large_image()).save(Path(tmp) / "large.png")
-            speedup.stage_table({"256x256": str(leaf), "12 MP": str(Path(tmp) / "large.png")}, args.rounds)
+        speedup.stages(args.rounds)
     return 0
 
 

@@ -131,6 +131,11 @@ def read_manifest(path: Path) -> list[Record]:
     return [Record(r["path"], r["class"], r["group"], r["split"]) for r in rows]
 
 
+def test_split(limit: int | None = None) -> list[Path]:
+    """The committed manifest's test images under ``DATA_DIR`` (``limit``: an even spread across classes)."""
+    return split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit)
+
+
 def split_paths(records, split: str, root: Path, limit: int | None = None) -> list[Path]:
     """Absolute paths of one split, in manifest order (``limit`` keeps an even spread across classes)."""
     chosen = [r for r in records if r.split == split]

@@ -29,7 +29,7 @@ from helpers import paths
 from helpers.codec.checkpoints import load_model
 from helpers.codec.leaf_codec import LeafCodec
 from helpers.codec.models import pad_to_stride
-from helpers.data.dataset import load_array, photo_split, read_image, read_manifest, split_paths
+from helpers.data.dataset import load_array, photo_split, read_image, read_manifest, split_paths, test_split
 from helpers.measures.metrics import RATE_WINDOW, bd_rate, psnr
 from helpers.study.baselines import Codec, classical_codecs
 from helpers.study.evaluate import evaluate, learned_codec, mean_by_setting
@@ -120,9 +120,7 @@ def _to_image(x_hat: torch.Tensor, shape) -> np.ndarray:
 def ceiling(runs, n_leaves: int = 20) -> pd.DataFrame:
     """Mean PSNR on test leaves of each run's transforms at its top level's gains: unquantised (``g_s(g_a(x))``,
     the most any level of these transforms can give) and with the latent rounded."""
-    leaves = load_array(
-        split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), n_leaves), progress=False
-    )
+    leaves = load_array(test_split(n_leaves), progress=False)
     rows = []
     for run in runs:
         model, step = load_candidate(run)

@@ -74,10 +74,10 @@ def measure(name: str, images, checkpoint=None) -> dict:
 def large_image(seed: int = 0) -> np.ndarray:
     """A 4000x3000 mosaic of upscaled test leaves: leaf-like content at phone resolution (no real
     full-resolution leaf photos are available offline; see README)."""
-    from helpers.data.dataset import read_image, read_manifest, split_paths
+    from helpers.data.dataset import read_image, test_split
 
     w, h = LARGE_SIZE
-    tiles = split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=48)
+    tiles = test_split(limit=48)
     rng = np.random.default_rng(seed)
     canvas = Image.new("RGB", (w, h))
     tile = 512
@@ -85,6 +85,13 @@ def large_image(seed: int = 0) -> np.ndarray:
         im = Image.fromarray(read_image(tiles[(i + int(rng.integers(0, 48))) % len(tiles)]))
         canvas.paste(im.resize((tile, tile), Image.BICUBIC), (x, y))
     return np.asarray(canvas)
+
+
+def save_large_image(folder: Path) -> Path:
+    """``large_image()`` as ``folder/large.png``: the 12-megapixel input every large-image timing reads."""
+    path = folder / "large.png"
+    Image.fromarray(large_image()).save(path)
+    return path
 
 
 def _child(name: str, image_path: str, checkpoint=None) -> dict:
@@ -103,20 +110,18 @@ def run(n_small: int = 8, large: bool = True, checkpoint=None, against=None, cod
     same run (row ``against``), so two models' speeds compare on one machine under one load."""
     import pandas as pd
 
-    from helpers.data.dataset import read_image, read_manifest, split_paths
+    from helpers.data.dataset import read_image, test_split
 
     # (row label, codec, checkpoint)
     runs = [(n, n, checkpoint if n == "ours" else None) for n in codecs]
     runs += [("against", "ours", against)] if against else []
-    small = [read_image(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(),
-                                                 limit=n_small)]  # fmt: skip
+    small = [read_image(p) for p in test_split(limit=n_small)]
     res = {"small": pd.DataFrame([{**measure(n, small, c), "codec": label} for label, n, c in runs])}
     print(f"\n256x256 test images ({len(small)} images, median ms):")
     print(res["small"][["codec", "setting", "bpp", "encode_ms", "decode_ms"]].round(3).to_string(index=False))
     if large:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "large.png"
-            Image.fromarray(large_image()).save(path)
+            path = save_large_image(Path(tmp))
             res["large"] = pd.DataFrame([{**_child(n, str(path), c), "codec": label} for label, n, c in runs])
         print(f"\n{LARGE_SIZE[0]}x{LARGE_SIZE[1]} image (one run each, fresh process; peak resident memory):")
         print(res["large"].round(3).to_string(index=False))

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from helpers import paths
 
@@ -117,18 +116,14 @@ def _cross_check(trees: dict[str, Path], files: dict[str, Path]) -> list[str]:
 
 def run(ref: str, rounds: int = 3, n_small: int = 8) -> dict:
     """Times this tree against commit ``ref`` (see the module docstring); prints the table and returns it."""
-    from helpers.data.dataset import read_manifest, split_paths
-    from helpers.study.benchmark import LARGE_SIZE, large_image
+    from helpers.data.dataset import test_split
+    from helpers.study.benchmark import LARGE_SIZE, save_large_image
 
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "other"
         trees = {"this tree": paths.ROOT, f"commit {extract(ref, other)}": other}
-        small = [
-            str(p)
-            for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=n_small)
-        ]
-        large = str(Path(tmp) / "large.png")
-        Image.fromarray(large_image()).save(large)
+        small = [str(p) for p in test_split(limit=n_small)]
+        large = str(save_large_image(Path(tmp)))
         rows, files = [], {label: Path(tmp) / f"{k}.leaf" for k, label in enumerate(trees)}
         large_size = "{}x{}".format(*LARGE_SIZE)
         for r in range(rounds):  # alternate the trees, so that a change of load falls on both
@@ -151,6 +146,16 @@ def run(ref: str, rounds: int = 3, n_small: int = 8) -> dict:
               "faster than the other commit")  # fmt: skip
     print(*cross, sep="\n")
     return {"table": table, "cross": cross, "cpu": cpu_description()}
+
+
+def stages(repeats: int = 3) -> pd.DataFrame:
+    """``stage_table`` of a 256x256 test leaf and the 12-megapixel image."""
+    from helpers.data.dataset import test_split
+    from helpers.study.benchmark import save_large_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images = {"256x256": str(test_split(limit=1)[0]), "12 MP": str(save_large_image(Path(tmp)))}
+        return stage_table(images, repeats)
 
 
 def stage_table(images: dict[str, str], repeats: int = 5) -> pd.DataFrame:
@@ -198,11 +203,9 @@ STAGES = (
 def parity(ref: str, n_images: int = 100) -> pd.DataFrame:
     """Are this tree's files those of commit ``ref``? ``n_images`` test leaves at every level through both trees:
     per level, the mean bytes and PSNR of each, their relative differences and the share of identical files."""
-    from helpers.data.dataset import read_manifest, split_paths
+    from helpers.data.dataset import test_split
 
-    images = [
-        str(p) for p in split_paths(read_manifest(paths.MANIFEST), "test", paths.data_dir(), limit=n_images)
-    ]
+    images = [str(p) for p in test_split(limit=n_images)]
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "other"
         commit = extract(ref, other)
