@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from compressai.models import CompressionModel
 from torch import nn
 
+from helpers.codec.fast_transforms import coding_copy
 from helpers.codec.regions import region_only
 from helpers.codec.stage_timer import stage
 
@@ -149,8 +150,6 @@ class CodingModel(CompressionModel):
         """``g_a`` or ``g_s`` as coding runs it: a frozen copy rewritten for CPU speed
         (``helpers.codec.fast_transforms``), built on first use; ``update`` discards it."""
         if name not in self._coding:
-            from helpers.codec.fast_transforms import coding_copy
-
             self._coding[name] = coding_copy(getattr(self, name))
         return self._coding[name]
 

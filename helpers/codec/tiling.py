@@ -7,7 +7,8 @@ so neither do the files and pixels):
   tile's pixels plus ``HALO`` latents (32 pixels) on every side, ``g_s`` on each tile's latents plus ``HALO``
   latents, each layer computed only where the tile's own output depends on it (``regions.region_only``). The
   halo covers the receptive field (``g_a``: +-30 pixels, so a tiled analysis equals the whole-image one up to
-  float32 rounding; ``g_s``: +-1.9 latents, likewise), so there are no seams. Where a tile meets the padded image's edge it sees the same zero padding as a whole image.
+  float32 rounding; ``g_s``: +-1.9 latents, likewise), so there are no seams. Where a tile meets the padded
+  image's edge it sees the same zero padding as a whole image.
 * **Coding tiles** of ``CODING_TILE`` x ``CODING_TILE`` latents (1024 x 1024 pixels): one rANS stream each, and the
   hyper-synthesis that predicts their entropy parameters runs per coding tile on the hyper-latent plus
   ``Z_HALO`` positions (its receptive field is +-1.75). Larger than the transform tiles because the float64
@@ -69,11 +70,13 @@ class Tile:
                 slice(scale * (self.c0 - self.b0), scale * (self.c1 - self.b0)))  # fmt: skip
 
 
-def grid(rows: int, cols: int, size: int, halo: int) -> list[Tile]:
-    """Tiles of ``size`` covering ``rows`` x ``cols`` in raster order; the last row and column may be smaller."""
-    return [Tile(r0, min(r0 + size, rows), c0, min(c0 + size, cols), max(r0 - halo, 0),
-                 min(r0 + size + halo, rows), max(c0 - halo, 0), min(c0 + size + halo, cols))
-            for r0 in range(0, rows, size) for c0 in range(0, cols, size)]  # fmt: skip
+def grid(rows: int, cols: int, size: int, halo: int, col_size: int | None = None) -> list[Tile]:
+    """Tiles of ``size`` (``size`` x ``col_size`` if given) covering ``rows`` x ``cols`` in raster order; the last
+    row and column may be smaller."""
+    width = size if col_size is None else col_size
+    return [Tile(r0, min(r0 + size, rows), c0, min(c0 + width, cols), max(r0 - halo, 0),
+                 min(r0 + size + halo, rows), max(c0 - halo, 0), min(c0 + width + halo, cols))
+            for r0 in range(0, rows, size) for c0 in range(0, cols, width)]  # fmt: skip
 
 
 def transform_tiles(rows: int, cols: int) -> list[Tile]:
@@ -81,9 +84,7 @@ def transform_tiles(rows: int, cols: int) -> list[Tile]:
     rows, halo and all) so that two workers share it; its parts depend on its size only, never on the
     workers, so neither do the results."""
     if rows <= TRANSFORM_TILE and cols <= TRANSFORM_TILE and rows >= 2 * SPLIT_MIN_ROWS:
-        half = -(-rows // 2)
-        return [Tile(r0, min(r0 + half, rows), 0, cols, max(r0 - HALO, 0), min(r0 + half + HALO, rows), 0, cols)
-                for r0 in (0, half)]  # fmt: skip
+        return grid(rows, cols, -(-rows // 2), HALO, col_size=cols)
     return grid(rows, cols, TRANSFORM_TILE, HALO)
 
 
@@ -195,8 +196,9 @@ def _take(items: Iterator, n: int) -> list:
 def analyse(g_a: Callable[[torch.Tensor, tuple], torch.Tensor], rgb: np.ndarray, channels: int,
             n_workers: int) -> torch.Tensor:  # fmt: skip
     """``g_a`` of a uint8 RGB image, tile by tile: float32 (1, channels, latent rows, latent cols), before the
-    level's gain. ``g_a(x, region)`` returns the latents of the (rows, columns) ``region`` of a window. Each tile reads its pixels (replicate-padded to a multiple of ``STRIDE``) straight from ``rgb``:
-    the image is never held as float."""
+    level's gain. ``g_a(x, region)`` returns the latents of the (rows, columns) ``region`` of a window. Each
+    tile reads its pixels (replicate-padded to a multiple of ``STRIDE``) straight from ``rgb``: the image is
+    never held as float."""
     return_freed_buffers_to_the_system()
     h, w = rgb.shape[:2]
     rows, cols = latent_size(h, w)
