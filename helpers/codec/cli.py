@@ -304,16 +304,44 @@ def _cmd_compress(args) -> int:
     codec = _codec(args, checkpoint=_encoder_checkpoint(args))
     # Checked at this entry point, before any file is read: a wrong level refuses the batch as a whole.
     level = None if args.level is None else codec.check_level(_typed_level(args.level))
+    region = _region(args)
 
     def work(src, dst, notes):
-        out = compress_file(codec, src, dst, level, args.force, max_bytes, target, notes, max_ratio)
+        out = compress_file(codec, src, dst, level, args.force, max_bytes, target, notes, max_ratio, region)
         if target is not None:
             notes.extend(_unreachable_target(codec, target, out.bpp, out.level))
+        roi = "" if out.roi_share is None else f", region of interest {out.roi_share:.0%} of the image"
         return (f"{shown(src)} -> {shown(dst)}: {plural(out.size, 'byte')}, {out.bpp:.4f} bpp "
-                f"(level {_level_text(out.level)})")  # fmt: skip
+                f"(level {_level_text(out.level)}{roi})")  # fmt: skip
 
     with _made_folder(args.out_dir):
         return _run_batch(pairs, work, "compress")
+
+
+def _region(args):
+    """``--roi`` and ``--background-level`` as a ``files.Region`` (None: uniform quality), checked before any
+    file is read."""
+    from helpers.codec.files import Region
+    from helpers.codec.importance import ROI_KINDS
+    from helpers.codec.roi import LOWEST_BACKGROUND
+
+    if args.roi is None:
+        if args.background_level is not None:
+            raise LeafCodecError("--background-level needs --roi (the region whose outside it sets)")
+        return None
+    background = args.background_level
+    if background is not None:
+        background = _typed_level(background)
+        if not (math.isfinite(background) and background >= LOWEST_BACKGROUND
+                and round(background * 256) == background * 256):  # fmt: skip
+            raise LeafCodecError(f"--background-level must be a level from {LOWEST_BACKGROUND} up, in 1/256 steps, "
+                                 f"not {args.background_level:g}")  # fmt: skip
+    if args.roi in ROI_KINDS:
+        return Region(args.roi, background)
+    mask = Path(args.roi)
+    if not mask.is_file():
+        raise LeafCodecError(f"--roi {shown(args.roi)}: give {', '.join(ROI_KINDS)} or a mask image file")
+    return Region(mask, background)
 
 
 def _ratio(text: str) -> float:
@@ -377,12 +405,28 @@ def _cmd_info(args) -> int:
         f"bytes:     {len(data)} (hyper-latent {h.z_len}, latent {h.y_len} in {coded})",
         f"bpp:       {bpp(len(data), h.height, h.width):.4f}",
     ]
+    if h.roi is not None:
+        lines.append(_roi_text(h, len(data)))
     for line in lines:
         _say(line)
     if h.level < 1:
         _say(f"warning: level {_level_text(h.level)} is below 1, the lowest level of every model: the file is "
              "damaged or forged (decompress refuses it)", sys.stderr)  # fmt: skip
     return 0
+
+
+def _roi_text(h, size: int) -> str:
+    """``info``'s line on a region-of-interest file: the background level, how much of the image is at full
+    weight, and the map's bytes."""
+    from helpers.codec.container import latent_grid
+
+    weights = h.roi.weights(*latent_grid(h.height, h.width))
+    full = sum(1 for w in weights if w == 255) / len(weights)
+    n = len(h.roi.coded)
+    return (
+        f"roi:       region of interest, {full:.0%} of the image at level {_level_text(h.level)}, background "
+        f"level {_level_text(h.roi.background)}; map {plural(n, 'byte')} ({n / size:.1%} of the file)"
+    )
 
 
 # checkpoints.TUNES and TUNE_OBJECTIVES repeated without PyTorch, for ``info`` and ``--tune``'s choices (a test
@@ -470,6 +514,14 @@ def add_commands(sub) -> None:
                    help="mse: the PSNR-optimised model (default; best for leaves below ~0.7 bpp); perceptual: tuned for "
                         "LPIPS (the paper's perceptual objective); high: codec v3, for photos and for quality above "
                         "mse's top level (levels 1-10)")  # fmt: skip
+    s.add_argument("--roi", metavar="auto|leaf|lesion|MASK",
+                   help="code a region of interest at the level and the rest at --background-level: leaf (the leaf "
+                        "or vegetation), lesion (lesions at the level, healthy leaf between), auto (lesion or leaf, "
+                        "or uniform where no leaf is found), or MASK, an image of the input's size (white: the "
+                        "level, black: the background, grey between)")  # fmt: skip
+    s.add_argument("--background-level", type=float, metavar="B",
+                   help="with --roi: the level outside the region (default 1; 0 is one step below level 1; never "
+                        "above the level)")  # fmt: skip
     _common_coding_options(s)
     s.set_defaults(func=_cmd_compress)
 

@@ -1,6 +1,6 @@
 """The ``.leaf`` container: ``pack`` and ``parse``, which validates everything it can without a model.
 
-Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB128, shortest form)::
+Container, format versions 2 and 3 (integers little-endian; ``varint`` = unsigned LEB128, shortest form)::
 
     magic      4 bytes  b"LEAF"
     version    u8       FORMAT_VERSION
@@ -13,6 +13,11 @@ Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB12
     symbols    u32      CRC-32 of the latent symbols, coding tile by coding tile: int32 little-endian, C order, for
                         the Gaussian hyperprior; the dequantised float32 latent for a context model, whose
                         symbols are internal to its passes (``helpers.codec.latent_coding``)
+    roi        version 3 only: a region-of-interest file (``helpers.codec.roi``), whose quality varies per latent
+               position (16 x 16 pixels). u16 background level x 256 (the level of weight 0; ``level`` above
+               is that of weight 255, and the background's is at most it; 0 = one step below level 1), then a
+               varint length and the weight map: zlib (RFC 1950) of one u8 weight per latent position of the
+               padded image, row by row
     streams    varint count, then per stream a varint length and the bytes: stream 0 is the hyper-latent
                (factorised prior), then the latent streams of the coding tiles in raster order
                (``tiling.coding_tiles``): one per tile for the Gaussian hyperprior, one per pass for an entropy
@@ -20,8 +25,9 @@ Container, format version 2 (integers little-endian; ``varint`` = unsigned LEB12
                any whole number per tile up to ``MAX_STREAMS_PER_TILE``; the model's tile codec checks its own.
     checksum   u32      CRC-32 of everything before it
 
-Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file. Version 1 (one
-latent stream for the whole image, untiled) is refused with a message saying so.
+Every bpp reported by this project is ``8 * len(file) / (height * width)`` of this whole file. Files without a
+region of interest are written as version 2, byte for byte what earlier encoders wrote; version 3 adds only the
+``roi`` field. Version 1 (one latent stream for the whole image, untiled) is refused with a message saying so.
 
 ``read_file(path)`` reads a file header first: what does not start with the magic number is refused after four
 bytes, and no more is read than the header's stream lengths say (plus ``SLACK`` bytes of what follows, for the
@@ -41,7 +47,8 @@ from helpers.codec.errors import CodecError, DataError, plural, shown
 from helpers.codec.imageio import COLOUR_NAMES
 
 MAGIC = b"LEAF"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest version this decoder reads and the encoder writes for an ROI file
+VERSIONS = (2, 3)  # 2: uniform quality; 3: 2 plus a region-of-interest map
 SUFFIX = ".leaf"
 LEVEL_UNITS = 256  # the level is stored in 1/256 steps
 MAX_STREAMS_PER_TILE = 64  # room for channel-conditional / checkerboard entropy models (a stream per slice)
@@ -52,6 +59,31 @@ _SMALL = 4096  # fields the walk of ``read_file`` reads; longer streams are skip
 
 # ----- the container ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class RoiMap:
+    """A version-3 file's region of interest: the background level (x 256; the level of weight 0) and the
+    zlib-coded weight map (one u8 per latent position; ``weights`` gives it back, checked by ``parse``)."""
+
+    background_units: int
+    coded: bytes
+
+    @property
+    def background(self) -> int | float:
+        q, r = divmod(self.background_units, LEVEL_UNITS)
+        return q if r == 0 else self.background_units / LEVEL_UNITS
+
+    def weights(self, rows: int, cols: int) -> bytes:
+        """The ``rows`` x ``cols`` u8 weights; CodecError if the map does not decode to exactly that many."""
+        d = zlib.decompressobj()
+        try:
+            out = d.decompress(self.coded, rows * cols + 1)  # bounded: a forged map cannot inflate further
+        except zlib.error:
+            raise CodecError("corrupted ROI map: not a valid zlib stream") from None
+        if len(out) != rows * cols or not d.eof or d.unused_data:
+            raise CodecError(f"corrupted ROI map: it does not hold {rows}x{cols} weights")
+        return out
+
+
+@dataclass(frozen=True)
 class Header:
     model_name: str
     weights_hash: bytes
@@ -61,6 +93,7 @@ class Header:
     width: int
     symbols_crc: int
     streams: tuple[bytes, ...]  # hyper-latent, then one latent stream per coding tile
+    roi: RoiMap | None = None  # version 3: the region of interest
 
     @property
     def level(self) -> int | float:
@@ -100,10 +133,13 @@ def _varint(n: int) -> bytes:
 
 
 def pack(model_name: str, weights_hash: bytes, level: float, colour: int, height: int, width: int,
-         symbols_crc: int, streams) -> bytes:  # fmt: skip
+         symbols_crc: int, streams, roi: RoiMap | None = None) -> bytes:  # fmt: skip
+    """The file's bytes: version 2 without a region of interest, version 3 with one (module docstring)."""
     name = model_name.encode("ascii")
-    head = MAGIC + struct.pack("<BB", FORMAT_VERSION, len(name)) + name + weights_hash[:8]
+    head = MAGIC + struct.pack("<BB", 2 if roi is None else 3, len(name)) + name + weights_hash[:8]
     head += _HEAD.pack(level_units(level), colour, height, width, symbols_crc)
+    if roi is not None:
+        head += struct.pack("<H", roi.background_units) + _varint(len(roi.coded)) + roi.coded
     body = head + _varint(len(streams)) + b"".join(_varint(len(s)) + bytes(s) for s in streams)
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -140,19 +176,30 @@ class _Reader:
 def parse(data: bytes) -> Header:
     """Validate the container and return its header; raises CodecError naming what is wrong."""
     r = _Reader(bytes(data))
-    _check_start(r)
+    version = _check_start(r)
     data = r.data
     if len(data) < r.pos + 4 or zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
         # Distinguish a cut file from a damaged one where we can.
         try:
-            _parse_fields(r, len(data))
+            _parse_fields(r, len(data), version)
         except CodecError as exc:
             raise CodecError(f"{exc}; checksum mismatch") from None
         raise CodecError("corrupted file: checksum mismatch")
-    return _parse_fields(r, len(data))
+    return _parse_fields(r, len(data), version)
 
 
-def _parse_fields(r: _Reader, total: int) -> Header:
+def _parse_roi(r: _Reader, units: int, height: int, width: int, check_map: bool) -> RoiMap:
+    (background,) = r.unpack("<H", "ROI header")
+    if background > units:
+        raise CodecError(f"corrupted header: background level {background / LEVEL_UNITS:g} above the level "
+                         f"{units / LEVEL_UNITS:g}")  # fmt: skip
+    roi = RoiMap(background, r.take(r.varint("ROI map length"), "ROI map"))
+    if check_map:
+        roi.weights(*latent_grid(height, width))
+    return roi
+
+
+def _parse_fields(r: _Reader, total: int, version: int) -> Header:
     (name_len,) = r.unpack("<B", "header")
     name = r.take(name_len, "header")
     weights_hash = r.take(8, "header")
@@ -165,6 +212,7 @@ def _parse_fields(r: _Reader, total: int) -> Header:
         raise CodecError(f"corrupted header: unknown colour mode {colour}")
     if not (0 < height and 0 < width):
         raise CodecError(f"corrupted header: implausible image size {width}x{height}")
+    roi = None if version == 2 else _parse_roi(r, units, height, width, not isinstance(r, _FileWalk))
     tiles = tile_count(height, width)
     count = r.varint("stream count")
     # Checked before any stream is read, so a forged size cannot make us allocate: a whole number of streams per
@@ -185,7 +233,7 @@ def _parse_fields(r: _Reader, total: int) -> Header:
     r.take(4, "checksum")
     if r.pos != total:
         raise CodecError(f"corrupted file: {plural(total - r.pos, 'unexpected byte')} after the checksum")
-    return Header(model_name, weights_hash, units, colour, height, width, symbols_crc, tuple(streams))
+    return Header(model_name, weights_hash, units, colour, height, width, symbols_crc, tuple(streams), roi)
 
 
 # The grid of coding tiles is fixed by the format: ``tiling``'s constants, repeated here so that reading a header
@@ -193,10 +241,16 @@ def _parse_fields(r: _Reader, total: int) -> Header:
 _PADDING, _LATENT_STRIDE, _CODING_TILE = 64, 16, 64  # tiling: models.STRIDE, LATENT_STRIDE, CODING_TILE
 
 
+def latent_grid(height: int, width: int) -> tuple[int, int]:
+    """Latent rows and columns of a ``height`` x ``width`` image (``tiling.latent_size``)."""
+    return -(-height // _PADDING) * _PADDING // _LATENT_STRIDE, -(
+        -width // _PADDING
+    ) * _PADDING // _LATENT_STRIDE
+
+
 def tile_count(height: int, width: int) -> int:
     """The coding tiles of a ``height`` x ``width`` image (``tiling.coding_tiles``)."""
-    rows = -(-height // _PADDING) * _PADDING // _LATENT_STRIDE
-    cols = -(-width // _PADDING) * _PADDING // _LATENT_STRIDE
+    rows, cols = latent_grid(height, width)
     return -(-rows // _CODING_TILE) * -(-cols // _CODING_TILE)
 
 
@@ -223,8 +277,8 @@ class _FileWalk(_Reader):
         return out
 
 
-def _check_start(r: _Reader) -> None:
-    """The magic number and the format version: what every reader checks first."""
+def _check_start(r: _Reader) -> int:
+    """The magic number and the format version (returned): what every reader checks first."""
     try:
         magic = r.take(len(MAGIC), "magic number")
     except CodecError:
@@ -232,10 +286,12 @@ def _check_start(r: _Reader) -> None:
     if magic != MAGIC:
         raise CodecError("not a .leaf file (wrong magic number)")
     (version,) = r.unpack("<B", "format version")
-    if version != FORMAT_VERSION:
-        newer = "newer than" if version > FORMAT_VERSION else "different from"
+    if version not in VERSIONS:
+        newer = "newer than" if version > FORMAT_VERSION else "older than"
         hint = "; re-encode the image with this version" if version < FORMAT_VERSION else ""
-        raise CodecError(f"file format version {version} is {newer} this decoder's ({FORMAT_VERSION}){hint}")
+        raise CodecError(f"file format version {version} is {newer} this decoder's ({', '.join(map(str, VERSIONS))})"
+                         f"{hint}")  # fmt: skip
+    return version
 
 
 def read_file(path) -> bytes:
@@ -247,9 +303,9 @@ def read_file(path) -> bytes:
         with open_input(path, "a .leaf file") as f:
             size = os.fstat(f.fileno()).st_size
             walk = _FileWalk(f, size)
-            _check_start(walk)  # refused after five bytes
+            version = _check_start(walk)  # refused after five bytes
             try:
-                _parse_fields(walk, size)
+                _parse_fields(walk, size, version)
             except CodecError:
                 if size > walk.pos + SLACK:
                     raise  # refused on what was read; the rest is not worth reading

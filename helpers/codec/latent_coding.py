@@ -139,6 +139,15 @@ class GaussianTiles:
         means = torch.round(means * 256) / 256
         return means, scale_indexes(self.gc, scales)
 
+    supports_roi = True
+
+    @staticmethod
+    def rescaled(params: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
+        """The side parameters of a latent whose every element is scaled by ``ratios`` (float64, the shape of
+        the means): a Gaussian's mean and scale scale with it (``helpers.codec.roi``)."""
+        means, scales = params.chunk(2, 1)
+        return torch.cat([means * ratios, scales * ratios], 1)
+
     def compress(self, y: torch.Tensor, params: torch.Tensor) -> tuple[list[bytes], bytes]:
         means, indexes = self.parameters(params)
         symbols = torch.round(y.double() - means).int()
@@ -183,6 +192,10 @@ class ContextTiles:
     """A CompressAI latent codec (``y`` given side parameters) on a tile: one stream per pass, as it orders them.
 
     ``shape_of(rows, cols)`` is the ``shape`` argument its ``decompress`` expects for a tile of that size."""
+
+    # Region-of-interest coding rescales the hyperprior's Gaussians per position; a context model's networks
+    # also read decoded neighbours at their own positions' scales, which it was not trained on.
+    supports_roi = False
 
     def __init__(self, latent_codec, streams_per_tile: int, shape_of):
         self.codec, self.streams_per_tile, self.shape_of = latent_codec, streams_per_tile, shape_of

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.codec import budget, level_search, tiling
+from helpers.codec import budget, level_search, roi, tiling
 from helpers.codec.checkpoints import load_model
 from helpers.codec.container import LEVEL_UNITS, Header, level_units, pack, parse, tile_count
 from helpers.codec.errors import CodecError, DataError, ResourceError
@@ -117,16 +117,21 @@ class LeafCodec:
         budget.check(height, width, need, self.max_memory, verb)
 
     # ----- encoding -----------------------------------------------------------------------------------------
-    def encode(self, rgb: np.ndarray, level: float | None = None, colour: int = COLOUR_RGB) -> bytes:
-        """A ``.leaf`` file of uint8 RGB ``rgb`` (H, W, 3) at ``level`` (default: the middle level)."""
-        return self._encode_levels(rgb, [self.check_level(level)], colour)[0]
+    def encode(self, rgb: np.ndarray, level: float | None = None, colour: int = COLOUR_RGB,
+               roi_weights: np.ndarray | None = None, background: float | None = None) -> bytes:  # fmt: skip
+        """A ``.leaf`` file of uint8 RGB ``rgb`` (H, W, 3) at ``level`` (default: the middle level).
 
-    def encode_levels(self, rgb: np.ndarray, levels, colour: int = COLOUR_RGB) -> list[bytes]:
+        ``roi_weights``: a region of interest (``helpers.codec.roi``), one weight in [0, 1] per latent position
+        (``tiling.latent_size``; ``helpers.codec.importance`` makes them): weight 1 is coded at ``level``, 0 at
+        ``background`` (default ``roi.DEFAULT_BACKGROUND``, never above ``level``)."""
+        return self.encode_levels(rgb, [level], colour, roi_weights, background)[0]
+
+    def encode_levels(self, rgb: np.ndarray, levels, colour: int = COLOUR_RGB,
+                      roi_weights: np.ndarray | None = None, background: float | None = None) -> list[bytes]:  # fmt: skip
         """One file per level; the analysis transform (most of the encoding time) runs once for all of them."""
-        return self._encode_levels(rgb, [self.check_level(level) for level in levels], colour)
-
-    def _encode_levels(self, rgb: np.ndarray, levels: list, colour: int) -> list[bytes]:
+        levels = [self.check_level(level) for level in levels]
         rgb = self._checked_image(rgb, colour)
+        region = self._region(rgb, roi_weights, background)
         h, w = rgb.shape[:2]
         self.check_size(w, h, decode=False, latents=1 + (len(levels) > 1))
         n = tiling.workers()
@@ -136,9 +141,24 @@ class LeafCodec:
             for i, level in enumerate(levels):
                 # The last level scales y in place: one latent less at the peak (128 MB for 64 MP).
                 scaled = self._scaled(y, level, in_place=i == len(levels) - 1)
-                files.append(self._encode_latent(scaled, level, colour, h, w, n))
+                files.append(self._encode_latent(scaled, level, colour, h, w, n, region))
                 del scaled
             return files
+
+    def _region(self, rgb: np.ndarray, weights, background) -> tuple[np.ndarray, float] | None:
+        """The checked u8 weights and background level of a region of interest (None: uniform quality)."""
+        if weights is None:
+            return None
+        if not self.tile_codec.supports_roi:
+            raise CodecError(f"model {self.model_name!r} has a context entropy model; region-of-interest coding "
+                             "needs a mean-scale hyperprior (every shipped model has one)")  # fmt: skip
+        shape = tiling.latent_size(*rgb.shape[:2])
+        if np.shape(weights) != shape:
+            raise CodecError(f"the ROI map has {np.shape(weights)} weights; a {rgb.shape[1]}x{rgb.shape[0]} image "
+                             f"needs one per 16x16 block of its padded size, {shape}")  # fmt: skip
+        background = roi.DEFAULT_BACKGROUND if background is None else background
+        roi.check_background(background, self.levels[-1])
+        return roi.quantised(weights), background
 
     def _scaled(self, y: torch.Tensor, level: float, in_place: bool = False) -> torch.Tensor:
         """The latent ``y`` times the gain of ``level`` (in place: no second latent in memory)."""
@@ -146,9 +166,13 @@ class LeafCodec:
         return y.mul_(self.model.gain.vector(index)) if in_place else self.model.gain(y, index)
 
     def encode_to_rate(self, rgb: np.ndarray, colour: int = COLOUR_RGB, max_bytes: int | None = None,
-                       target_bpp: float | None = None) -> tuple[bytes, int | float]:  # fmt: skip
+                       target_bpp: float | None = None, roi_weights: np.ndarray | None = None,
+                       background: float | None = None) -> tuple[bytes, int | float]:  # fmt: skip
         """(file, level) at the largest level whose file has at most ``max_bytes``, or whose rate is nearest
-        ``target_bpp``; the level may be fractional (1/256 steps, recorded in the file). See ``helpers.codec.level_search``."""
+        ``target_bpp``; the level may be fractional (1/256 steps, recorded in the file). See
+        ``helpers.codec.level_search``. With a region of interest (``encode``) the level of weight 1 is searched,
+        the background's staying put (or at the level, where the level is lower); the whole file meets the
+        target."""
         if (max_bytes is None) == (target_bpp is None):
             raise CodecError("give either a byte limit or a target rate")
         if max_bytes is not None and not max_bytes >= 1:
@@ -156,6 +180,7 @@ class LeafCodec:
         if target_bpp is not None and not (np.isfinite(target_bpp) and target_bpp > 0):
             raise CodecError(f"the target rate must be a positive finite number, not {target_bpp}")
         rgb = self._checked_image(rgb, colour)
+        region = self._region(rgb, roi_weights, background)
         h, w = rgb.shape[:2]
         self.check_size(w, h, decode=False, latents=2)
         n, files = tiling.workers(), {}
@@ -165,7 +190,7 @@ class LeafCodec:
             def size_at(units: int) -> int:  # a level in the file's units (level x 256)
                 if units not in files:
                     level = units / LEVEL_UNITS
-                    files[units] = self._encode_latent(self._scaled(y, level), level, colour, h, w, n)
+                    files[units] = self._encode_latent(self._scaled(y, level), level, colour, h, w, n, region)
                 return len(files[units])
 
             lo, hi = LEVEL_UNITS * self.levels[0], LEVEL_UNITS * self.levels[-1]
@@ -189,23 +214,45 @@ class LeafCodec:
             raise DataError(f"unknown colour mode {colour}")
         return rgb
 
-    def _encode_latent(self, y: torch.Tensor, level: float, colour: int, h: int, w: int, n: int) -> bytes:
-        """The file of the latent ``y`` already scaled by the gain of ``level``."""
+    def _encode_latent(self, y: torch.Tensor, level: float, colour: int, h: int, w: int, n: int,
+                       region: tuple[np.ndarray, float] | None = None) -> bytes:  # fmt: skip
+        """The file of the latent ``y`` already scaled by the gain of ``level``; with a ``region`` (u8 weights,
+        background level), each position is then rescaled to its own level (``helpers.codec.roi``)."""
         z_stream, z_hat = compress_hyper(self.model.entropy_bottleneck, self.model.h_a(y))
+        roi_map, indexes = None, None
+        if region is not None and min(region[1], level) < level and region[0].min() < roi.WEIGHT_UNITS:
+            background = min(region[1], level)
+            roi_map, indexes = (
+                roi.encode_map(region[0], background),
+                roi.position_indexes(region[0], level, background),
+            )
 
         def code(t: tiling.Tile) -> tuple[list[bytes], bytes]:
-            return self.tile_codec.compress(y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_parameters(z_hat, t))
+            y_tile, params = y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_parameters(z_hat, t, level, indexes)
+            if indexes is not None:
+                y_tile = y_tile.double() * roi.gain_ratios(
+                    self.model.gain, indexes[:, t.r0 : t.r1, t.c0 : t.c1], level
+                )
+            return self.tile_codec.compress(y_tile, params)
 
         streams, crc = [z_stream], 0
         for tile_streams, symbols in tiling.map_ordered(code, tiling.coding_tiles(h, w), n):
             streams += tile_streams
             crc = zlib.crc32(symbols, crc)
-        return pack(self.model_name, self.hash, level, colour, h, w, crc, streams)
+        return pack(self.model_name, self.hash, level, colour, h, w, crc, streams, roi_map)
 
-    def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile) -> torch.Tensor:
-        """The side parameters of one coding tile: the float64 hyper-synthesis of its hyper-latent window."""
+    def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile, level: float,
+                         indexes: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """The side parameters of one coding tile: the float64 hyper-synthesis of its hyper-latent window, and
+        with a region of interest (the positions' gain ``indexes``) rescaled to each position's level."""
         zw = tiling.z_window(t, *z_hat.shape[-2:])
-        return self.model.hyper_synthesis(z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1], zw.crop(tiling.Z_STRIDE))
+        params = self.model.hyper_synthesis(
+            z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1], zw.crop(tiling.Z_STRIDE)
+        )
+        if indexes is None:
+            return params
+        ratios = roi.gain_ratios(self.model.gain, indexes[:, t.r0 : t.r1, t.c0 : t.c1], level)
+        return self.tile_codec.rescaled(params, ratios)
 
     # ----- decoding -----------------------------------------------------------------------------------------
     def check_model(self, header: Header) -> None:
@@ -236,15 +283,30 @@ class LeafCodec:
         h, w = header.height, header.width
         self.check_size(w, h, decode=True)
         n = tiling.workers()
+        indexes = self._position_indexes(header)
         with _allocation("decode", h, w), single_thread(), torch.no_grad():
-            y_hat = self._decode_latent(header, n)
+            y_hat = self._decode_latent(header, n, indexes)
+            if indexes is not None:  # each position's own inverse gain, then the synthesis
+                roi.scale_in_place(y_hat, self.model.inv_gain, indexes)
+                return tiling.synthesise(lambda y, region: self.g_s(y, region).clamp_(0, 1), y_hat, h, w, n)
             index = level_index(header.level)
             return tiling.synthesise(
                 lambda y, region: self.g_s(self.model.inv_gain(y, index), region).clamp_(0, 1), y_hat, h, w, n
             )
 
-    def _decode_latent(self, header: Header, n: int) -> torch.Tensor:
-        """Decode every stream (see the module docstring for the checks) -> the dequantised latent."""
+    def _position_indexes(self, header: Header) -> torch.Tensor | None:
+        """The gain index of every latent position of a region-of-interest file (None for a uniform one)."""
+        if header.roi is None:
+            return None
+        if not self.tile_codec.supports_roi:
+            raise CodecError(f"corrupted header: a region-of-interest file for model {self.model_name!r}, "
+                             "whose context entropy model cannot code one")  # fmt: skip
+        weights = roi.decode_map(header.roi, *tiling.latent_size(header.height, header.width))
+        return roi.position_indexes(weights, header.level, header.roi.background)
+
+    def _decode_latent(self, header: Header, n: int, indexes: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode every stream (see the module docstring for the checks) -> the dequantised latent (at each
+        position's own level, for a region-of-interest file: ``indexes``)."""
         rows, cols = tiling.latent_size(header.height, header.width)
         y_hat = torch.empty(1, self.model.M, rows, cols)  # first: if memory is short, fail before any work
         z_shape = (rows // tiling.Z_STRIDE, cols // tiling.Z_STRIDE)
@@ -252,7 +314,9 @@ class LeafCodec:
         k, crc = self.tile_codec.streams_per_tile, 0
         tiles = tiling.coding_tiles(header.height, header.width)
         # The float64 hyper-synthesis of the next tiles runs on the workers while this thread decodes rANS.
-        params = tiling.map_ordered(lambda t: self._tile_parameters(z_hat, t), tiles, n)
+        params = tiling.map_ordered(
+            lambda t: self._tile_parameters(z_hat, t, header.level, indexes), tiles, n
+        )
         for i, (t, tile_params) in enumerate(zip(tiles, params)):
             streams = header.streams[1 + k * i : 1 + k * (i + 1)]
             name = f"latent stream {i + 1}" if k == 1 else f"latent streams {1 + k * i}-{k * (i + 1)}"

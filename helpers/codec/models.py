@@ -93,7 +93,9 @@ class LevelGain(nn.Module):
         return self.log.shape[0]
 
     def vector(self, index) -> torch.Tensor:
-        """The gains, shaped (B or 1, M, 1, 1) to multiply a latent."""
+        """The gains, shaped (B or 1, M, 1, 1) to multiply a latent; (B, M, rows, cols) for a map of indexes."""
+        if torch.is_tensor(index) and index.is_floating_point() and index.ndim == 3:
+            return self.spatial(index)
         if torch.is_tensor(index) and not index.is_floating_point():
             return self.log[index].exp()[:, :, None, None]
         f = float(index)
@@ -105,6 +107,22 @@ class LevelGain(nn.Module):
             i, t = math.floor(f), f - math.floor(f)
             log = self.log[i] * (1 - t) + self.log[i + 1] * t
         return log.exp()[None, :, None, None]
+
+    def spatial(
+        self, index: torch.Tensor, log: bool = False, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Gains per latent position of a float map of 0-based indexes (B, rows, cols): (B, M, rows, cols) in
+        ``dtype`` (their logarithms if ``log``), interpolated log-linearly between the two nearest trained levels
+        (region-of-interest coding, ``helpers.codec.roi``). Below index 0 the line through the lowest two levels
+        goes on, to -1 at most: a coarser step than any trained level, for a background that may give up nearly
+        everything. An integral index gives its trained vector exactly (``x * 1 + y * 0``)."""
+        k = self.num_levels
+        index = index.to(dtype).clamp(-1, k - 1)
+        i = index.floor().clamp_(0, k - 2).long()
+        t = (index - i)[..., None]
+        table = self.log.to(dtype)
+        out = (table[i] * (1 - t) + table[i + 1] * t).permute(0, 3, 1, 2)
+        return out if log else out.exp()
 
     def forward(self, y: torch.Tensor, index) -> torch.Tensor:
         return y * self.vector(index)
