@@ -170,3 +170,67 @@ def test_a_context_model_refuses_a_region_clearly(leaf):
     codec.tile_codec = type("Ctx", (), {"supports_roi": False})()
     with pytest.raises(CodecError, match="context entropy model"):
         codec.encode(leaf, 5, roi_weights=_left_half(leaf))
+
+
+# ----- the command line -------------------------------------------------------------------------------------------
+def _png(tmp_path, rgb, name="leaf.png"):
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_cli_roi_leaf_round_trips_and_info_shows_the_map(tmp_path, leaf):
+    from codec_samples import run_cli
+
+    src = _png(tmp_path, leaf)
+    out = run_cli("compress", src, "-o", tmp_path / "a.leaf", "--level", "6", "--roi", "leaf")
+    assert out.returncode == 0, out.stderr
+    assert "region of interest" in out.stdout
+    info = run_cli("info", tmp_path / "a.leaf")
+    assert info.returncode == 0 and "roi:" in info.stdout and "background level 1" in info.stdout, info.stdout
+    dec = run_cli("decompress", tmp_path / "a.leaf", tmp_path / "a.png")
+    assert dec.returncode == 0, dec.stderr
+    plain = run_cli("compress", src, "-o", tmp_path / "b.leaf", "--level", "6")
+    assert (tmp_path / "a.leaf").stat().st_size < (tmp_path / "b.leaf").stat().st_size
+    assert "roi:" not in run_cli("info", tmp_path / "b.leaf").stdout and plain.returncode == 0
+
+
+def test_cli_roi_mask_file_and_max_bytes(tmp_path, leaf):
+    from codec_samples import run_cli
+    from PIL import Image
+
+    src = _png(tmp_path, leaf)
+    mask = np.zeros(leaf.shape[:2], np.uint8)
+    mask[:, : leaf.shape[1] // 2] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = run_cli("compress", src, "-o", tmp_path / "m.leaf", "--roi", tmp_path / "mask.png", "--max-bytes", "1500",
+                  "--background-level", "0")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = (tmp_path / "m.leaf").read_bytes()
+    assert len(data) <= 1500
+    h = parse(data)
+    if h.roi is not None:
+        assert h.roi.background == 0
+        assert np.array_equal(roi.decode_map(h.roi, 16, 16)[:, :8], np.full((16, 8), 255, np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--roi", "nowhere.png"], "--roi"),
+        (["--background-level", "1"], "--background-level needs --roi"),
+        (["--roi", "leaf", "--background-level", "-1"], "--background-level"),
+        (["--roi", "MASK"], "is 10x10 pixels but the image is 256x256"),
+    ],
+)
+def test_cli_roi_errors_are_one_line(tmp_path, leaf, argv, fragment):
+    from codec_samples import assert_one_line_error, run_cli
+    from PIL import Image
+
+    src = _png(tmp_path, leaf)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small.png")
+    argv = [str(tmp_path / "small.png") if a == "MASK" else a for a in argv]
+    assert_one_line_error(run_cli("compress", src, "-o", tmp_path / "x.leaf", *argv), fragment)
+    assert not (tmp_path / "x.leaf").exists()

@@ -18,7 +18,15 @@ from helpers import paths
 from helpers.codec.errors import LeafCodecError
 
 NOTEBOOKS = paths.ROOT / "notebooks"
-ORDER = ("01_preprocess", "02_train", "03_rd_curves", "04_visualise", "05_export", "06_task_fidelity")
+ORDER = (
+    "01_preprocess",
+    "02_train",
+    "03_rd_curves",
+    "04_visualise",
+    "05_export",
+    "06_task_fidelity",
+    "07_roi",
+)
 
 # smoke: seconds per notebook, a check that the pipeline runs end to end; full: the study's numbers.
 # ``None`` means "all". Notebooks add the keys they need to both profiles.
@@ -44,6 +52,7 @@ PROFILES = {
         "n_original_test": 15,  # 06: original test images for the classifier's accuracy and confusion matrix
         "n_train_decoded": 3,  # 06: training images decoded once per codec to fine-tune the head on (balanced)
         "workers": 1,  # 06: processes coding the images (each on one thread)
+        "n_photos": 1,  # 07_roi: Wikimedia validation photos (~1 MP)
         "update_readme": False,
     },
     "full": {
@@ -67,6 +76,7 @@ PROFILES = {
         "n_original_test": None,
         "n_train_decoded": 75,  # 5 per class
         "workers": 2,
+        "n_photos": None,  # 07_roi: all the Wikimedia validation photos
         "update_readme": True,
     },
 }

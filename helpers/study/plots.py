@@ -100,13 +100,19 @@ CODEC_STYLE = {  # one colour and marker per codec, the same in every figure
     "webp": ("tab:blue", "^", "WebP"),
     "avif": ("tab:purple", "v", "AVIF (4:4:4, speed 4)"),
     "avif_fast": ("plum", "<", "AVIF fast (4:2:0, speed 6)"),
+    "ours_roi_leaf": ("darkgreen", "h", "ours, ROI: leaf"),
+    "ours_roi_lesion": ("lime", "p", "ours, ROI: leaf + lesions"),
+    "avif_roi_leaf": ("indigo", "d", "AVIF, rate-guide map: leaf"),
+    "avif_roi_lesion": ("violet", "8", "AVIF, rate-guide map: leaf + lesions"),
 }
 PUBLISHED_STYLE = ("0.35", ("P", "X", "*", "h"))  # published curves: one grey, dashed, a marker each
 METRIC_LABEL = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)", "lpips": "LPIPS (lower is better)",
                 "edge_f1": "edge F1 (Sobel, 1 px tolerance)", "edge_corr": "Sobel magnitude correlation",
                 "edge_precision": "edge precision (Sobel, 1 px tolerance)",
                 "hf_error": "high-frequency error (relative; 1 = band lost)",
-                "hf_recovered": "high-frequency detail recovered (1 = all)"}  # fmt: skip
+                "hf_recovered": "high-frequency detail recovered (1 = all)",
+                "leaf_psnr": "leaf PSNR (dB)", "leaf_ms_ssim_db": "leaf MS-SSIM (dB)",
+                "background_psnr": "background PSNR (dB)"}  # fmt: skip
 
 
 def codec_label(name: str) -> str:

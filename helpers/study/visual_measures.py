@@ -132,7 +132,7 @@ def pick_crop(img: np.ndarray, size: int = 64, mask: np.ndarray | None = None) -
     return int(r), int(k)
 
 
-def bits_map(model, x, index: float, include_z: bool = True):
+def bits_map(model, x, index: float, include_z: bool = True, ratios=None):
     """Ideal code length in bits (-log2 p) of every latent position of one padded image, shape (H/16, W/16).
 
     Uses what the coder uses (the model's tile codec: rounded symbols, float64 means, the scale table's
@@ -140,7 +140,9 @@ def bits_map(model, x, index: float, include_z: bool = True):
     runs per tile, which changes the means in the last bits only. With ``include_z`` each hyper-latent
     position's bits are spread evenly over the 4x4 latent positions it conditions. The total is within a few
     percent of the rANS streams (which add the coder's final states, word padding and the 16-bit rounding of
-    the CDFs). ``index`` is the 0-based level index; the model's tile codec must be a Gaussian one."""
+    the CDFs). ``index`` is the 0-based level index; the model's tile codec must be a Gaussian one. ``ratios``:
+    a region of interest's gain ratios per position (``helpers.codec.roi.gain_ratios``), applied as the coder
+    applies them."""
     import torch
 
     from helpers.codec.models import single_thread
@@ -148,24 +150,33 @@ def bits_map(model, x, index: float, include_z: bool = True):
     with single_thread(), torch.no_grad():
         y, z = model.analyse(x[:1], index)
         z_hat, z_likelihoods = model.entropy_bottleneck(z, training=False)  # = decompress(compress(z))
-        bits = model.tile_codec.symbol_bits(y, model.hyper_synthesis(z_hat)).sum(1)[0]
+        params = model.hyper_synthesis(z_hat)
+        if ratios is not None:
+            y, params = y.double() * ratios, model.tile_codec.rescaled(params, ratios)
+        bits = model.tile_codec.symbol_bits(y, params).sum(1)[0]
     if include_z:
         z_bits = -torch.log2(z_likelihoods).sum(1)[0]
         bits = bits + z_bits.repeat_interleave(4, 0).repeat_interleave(4, 1) / 16
     return bits
 
 
-def bit_allocation(leaf, img: np.ndarray, level: int) -> np.ndarray:
+def bit_allocation(leaf, img: np.ndarray, level: int, roi_weights=None, background: float = 1) -> np.ndarray:
     """Bits per pixel (H x W, float) where our codec spends them for ``img`` at ``level`` (1-based):
     ``bits_map`` (y and z), each latent position's bits spread over the 16x16 pixels it covers. Padded like
-    ``LeafCodec.encode``; the padding's share is cropped away."""
+    ``LeafCodec.encode``; the padding's share is cropped away. ``roi_weights``, ``background``: a region of
+    interest, as ``LeafCodec.encode`` takes them."""
     import torch
 
+    from helpers.codec import roi
     from helpers.codec.models import pad_to_stride
 
     h, w = img.shape[:2]
     x = pad_to_stride(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div(255))
-    bits = bits_map(leaf.model, x, level - 1).numpy()
+    ratios = None
+    if roi_weights is not None:
+        indexes = roi.position_indexes(roi.quantised(roi_weights), level, min(background, level))
+        ratios = roi.gain_ratios(leaf.model.gain, indexes, level)
+    bits = bits_map(leaf.model, x, level - 1, ratios=ratios).numpy()
     return np.kron(bits, np.ones((16, 16)))[:h, :w] / 256
 
 
