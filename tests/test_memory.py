@@ -178,9 +178,10 @@ def photo(path, width: int, height: int) -> np.ndarray:
     return rgb
 
 
-def _round_trip_within(tmp_path, width: int, height: int, cap: int) -> None:
+def _round_trip_within(tmp_path, width: int, height: int, cap: int, options=()) -> None:
     rgb = photo(tmp_path / "photo.png", width, height)
-    for args, decode in ((("compress", tmp_path / "photo.png", "-o", tmp_path / "p.leaf", "--level", "2"), False),
+    for args, decode in ((("compress", tmp_path / "photo.png", "-o", tmp_path / "p.leaf", "--level", "2", *options),
+                          False),
                          (("decompress", tmp_path / "p.leaf", tmp_path / "p.png"), True)):  # fmt: skip
         m = measured(*args)
         assert m["peak"] <= cap, f"{args[0]}: peak RSS {m['peak'] / MB:.0f} MB above {cap / MB:.0f} MB"
@@ -190,10 +191,13 @@ def _round_trip_within(tmp_path, width: int, height: int, cap: int) -> None:
 
 
 @pytest.mark.slow
-def test_a_12_megapixel_photo_codes_within_1_5_gb(tmp_path):
+@pytest.mark.parametrize("options", [(), ("--roi", "leaf")], ids=["uniform", "roi"])
+def test_a_12_megapixel_photo_codes_within_1_5_gb(tmp_path, options):
     """4000x3000 (a phone photo) encoded and decoded, each in its own process (the command line a user runs):
-    peak resident memory of the whole process, libraries included, at most 1.5 GB."""
-    _round_trip_within(tmp_path, 4000, 3000, int(1.5 * 2**30))
+    peak resident memory of the whole process, libraries included, at most 1.5 GB; with a region of interest
+    (format version 3) as without."""
+    _round_trip_within(tmp_path, 4000, 3000, int(1.5 * 2**30), options)
+    assert (tmp_path / "p.leaf").read_bytes()[4] == (3 if options else 2)
 
 
 @pytest.mark.slow
