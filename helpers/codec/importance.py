@@ -4,7 +4,7 @@ made from the leaf and its lesions, or read from a user's mask.
 Everything is decided on a *work image*: the photo reduced by box averaging by a power of two ``f`` (1 to 16)
 until its long side is at most ``WORK_SIDE`` pixels (a PlantVillage leaf: f = 1; a 12 MP phone photo: f = 8).
 ``f`` divides ``BLOCK``, so each work pixel lies in one block, and the rules see an image of about the same size
-whatever the camera (measured: 85 ms for a 4000 x 3000 photo on one core, 15 ms for a 256 x 256 leaf).
+whatever the camera (measured on one core: 85-130 ms for a 4000 x 3000 photo, ~20 ms for a 256 x 256 leaf).
 
 **Leaf** (``leaf_mask``). The seed is *vegetation colour*: hue above 60 (green above red: yellow-green) up to
 170 degrees (blue-green), chroma (max - min of R, G, B) at least 12 of 255 and HSV saturation at least 0.18 on a
@@ -14,9 +14,11 @@ saturation under 0.45: PlantVillage's grey and bluish fabrics (297 of 300 test l
 
 * On a plain backdrop the photo shows one subject, so whatever is coloured like a plant and connected to the
   seed is leaf as well: brown, tan and yellow tissue at the leaf's margin (early and late blight, a dried leaf).
-  Coloured like a plant: hue 20..170, chroma at least 15, saturation at least the ring's median + 0.1 (and at
-  least 0.2), yellowish (G - B at least 0.15 of the value) and not darker than 0.4 of the ring's median value.
-  The last three keep cast shadows out: on the fabric they are dark and reddish or purplish grey.
+  Coloured like a plant: hue 20..170, chroma at least 15, saturation at least the ring's median + 0.08 (and at
+  least 0.15), yellower than the backdrop ((G - B) / value at least the ring's median + 0.11) and not darker
+  than 0.4 of the ring's median value. The greyish-olive mould of late blight (saturation ~0.18) just passes;
+  a backdrop's warmer corner (0.10-0.15) and cast shadows (dark, reddish or purplish grey) do not. Dark
+  necrotic tissue at the margin is as dark as a shadow and is lost unless enclosed (then it is a hole).
 * In a scene (a field, a street, a landscape) brown is soil, bark, rust or brick as often as leaf, so the leaf
   is the vegetation colour alone; the higher saturation floor keeps out what a colour cast tints green (Kodak's
   pale yellow-green clouds, sea and sand sit at 0.18-0.25; foliage at 0.3-0.7).
@@ -47,7 +49,7 @@ Known failures (seen on the sets): a very dark, hairy leaf on dark fabric (chrom
 found in pieces; in scenes, anything green is vegetation (a green dress, green-lit glass or smoke, teal sea), and
 dry or autumn foliage (yellow, orange, brown) is not; on a plain backdrop a coloured object that touches
 something green is taken whole (a ceiling medallion); tiny dark spots (tomato bacterial spot at 256 px) are
-missed.
+missed; dark necrotic margins (above).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ PAD = 64  # the codec pads images to a multiple of 64 pixels (models.STRIDE)
 LEAF_WEIGHT = 0.6  # "lesion" maps: the healthy leaf's blocks
 MIN_LEAF_SHARE = 0.02  # "auto": less leaf than this share of the image codes uniformly
 # "auto": lesions on this share of the leaf's pixels make a "lesion" map. Measured on 20 test leaves per class:
-# healthy leaves 0.000-0.01 (one of 60 at 0.04), early and late blight 0.01-0.42 (median 0.08-0.16), Septoria
-# and bacterial spot 0-0.24 (median 0.02-0.08).
+# healthy leaves (60) 0-0.01 but one at 0.04; early and late blight medians 0.08-0.17; Septoria 0.05, pepper
+# bacterial spot 0.06, tomato bacterial spot 0.02, leaf mould 0.015, target spot and spider mites under 0.01.
 AUTO_LESION_SHARE = 0.03
 LESION_BLOCK_SHARE = 0.03  # a block with this share of lesion pixels is a lesion block
 
