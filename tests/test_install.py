@@ -28,11 +28,11 @@ from helpers import paths
 
 # helpers/codec's third-party imports -> the distributions that provide them.
 DISTRIBUTIONS = {"torch": "torch", "compressai": "compressai", "numpy": "numpy", "PIL": "pillow", "tqdm": "tqdm",
-                 "onnx": "onnx", "onnxruntime": "onnxruntime"}  # fmt: skip
-PRODUCT = {"torch", "compressai", "numpy", "pillow", "tqdm"}
+                 "scipy": "scipy", "onnx": "onnx", "onnxruntime": "onnxruntime"}  # fmt: skip
+PRODUCT = {"torch", "compressai", "numpy", "pillow", "tqdm", "scipy"}  # scipy: the ROI maps' morphology
 OPTIONAL = {"onnx": {"onnx", "onnxruntime"}}  # extra -> its requirements (the --backend onnx decoder)
 # The study's packages: none may be a requirement of the codec, nor be imported when it runs.
-STUDY = {"papermill", "lpips", "matplotlib", "glymur", "pandas", "scipy", "torchvision", "pytorch-msssim",
+STUDY = {"papermill", "lpips", "matplotlib", "glymur", "pandas", "torchvision", "pytorch-msssim",
          "opencv-python-headless", "ipykernel", "nbformat", "nbstripout", "ruff", "pytest", "pre-commit"}  # fmt: skip
 # (pandas is not among them: CompressAI imports it, through torch_geometric, whenever it is imported.)
 STUDY_MODULES = ("matplotlib", "lpips", "papermill", "glymur", "cv2", "nbformat", "onnx", "onnxruntime")

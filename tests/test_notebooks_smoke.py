@@ -28,6 +28,9 @@ EXPECTED = {  # files each notebook must (re)write in the smoke profile
     "06_task_fidelity": [SMOKE["figures"] / "diagnosis_accuracy.png", SMOKE["figures"] / "diagnosis_confusion.png",
                          SMOKE["tables"] / "bits_for_diagnosis.csv", SMOKE["tables"] / "diagnosis_train_on_decoded.csv",
                          SMOKE["results"] / "diagnosis_per_image.csv"],
+    "07_roi": [SMOKE["figures"] / "roi_masks.png", SMOKE["figures"] / "roi_bits.png",
+               SMOKE["tables"] / "roi_bd_rate_test.csv", SMOKE["tables"] / "roi_headline.csv",
+               SMOKE["tables"] / "roi_diagnosis_accuracy.csv", SMOKE["tables"] / "roi_map_bytes.csv"],
 }  # fmt: skip
 
 

@@ -321,14 +321,14 @@ def _cmd_compress(args) -> int:
 def _region(args):
     """``--roi`` and ``--background-level`` as a ``files.Region`` (None: uniform quality), checked before any
     file is read."""
-    from helpers.codec.files import Region
-    from helpers.codec.importance import ROI_KINDS
-    from helpers.codec.roi import LOWEST_BACKGROUND
-
     if args.roi is None:
         if args.background_level is not None:
             raise LeafCodecError("--background-level needs --roi (the region whose outside it sets)")
         return None
+    from helpers.codec.files import Region
+    from helpers.codec.importance import ROI_KINDS
+    from helpers.codec.roi import LOWEST_BACKGROUND
+
     background = args.background_level
     if background is not None:
         background = _typed_level(background)
