@@ -29,7 +29,7 @@ import pytest
 from codec_samples import leaves, tmp_leftovers
 from compressai.entropy_models import GaussianConditional
 
-from helpers.codec.container import FORMAT_VERSION, MAGIC, pack, parse
+from helpers.codec.container import FORMAT_VERSION, MAGIC, RoiMap, pack, parse
 from helpers.codec.errors import CodecError, ResourceError
 from helpers.codec.files import decompress_file
 from helpers.codec.latent_coding import LATENT_LIMIT
@@ -50,7 +50,8 @@ def fields(data: bytes) -> dict:
     """The container's fields, to rebuild a file with some of them changed (and a valid checksum)."""
     h = parse(data)
     return {"model_name": h.model_name, "weights_hash": h.weights_hash, "level": h.level, "colour": h.colour,
-            "height": h.height, "width": h.width, "symbols_crc": h.symbols_crc, "streams": list(h.streams)}  # fmt: skip
+            "height": h.height, "width": h.width, "symbols_crc": h.symbols_crc, "streams": list(h.streams),
+            "roi": h.roi}  # fmt: skip
 
 
 def repack(data: bytes, **changes) -> bytes:
@@ -249,11 +250,21 @@ def _bases(codec, size: int, levels) -> dict:
     return {f"{size}x{size} level {q}": codec.encode(rgb, q) for q in levels}
 
 
+def _left_half(rows: int, cols: int) -> np.ndarray:
+    w = np.zeros((rows, cols))
+    w[:, : cols // 2] = 1
+    return w
+
+
 @pytest.fixture(scope="module")
 def small_files(codec):
-    """64x64 files at the lowest and highest level, and a 64x1088 one: two coding tiles, two latent streams."""
+    """64x64 files at the lowest and highest level, a 64x1088 one (two coding tiles, two latent streams) and a
+    region-of-interest file (format version 3: the map inside the checksum)."""
     wide = np.ascontiguousarray(np.tile(leaves(1)[0], (1, 5, 1))[96:160, :1088])
-    return {**_bases(codec, 64, (1, codec.levels[-1])), "64x1088 level 1": codec.encode(wide, 1)}
+    roi = codec.encode(wide, codec.levels[-1], roi_weights=_left_half(4, 68))
+    assert roi[4] == 3
+    return {**_bases(codec, 64, (1, codec.levels[-1])), "64x1088 level 1": codec.encode(wide, 1),
+            "64x1088 ROI": roi}  # fmt: skip
 
 
 def test_the_unmutated_files_decode(codec, small_files, tmp_path):
@@ -325,6 +336,30 @@ def test_named_damage_gets_a_specific_message(codec, small_files, tmp_path):
     for mutated, expected in cases:
         msg = _refusal(codec, mutated, tmp_path)
         assert expected in msg, (expected, msg)
+
+
+def test_named_damage_to_a_region_of_interest(codec, small_files, tmp_path):
+    data = small_files["64x1088 ROI"]
+    roi = parse(data).roi
+    cases = [
+        (
+            repack(data, roi=RoiMap(roi.background_units, b"garbage")),
+            "corrupted ROI map: not a valid zlib stream",
+        ),
+        (
+            repack(data, roi=RoiMap(roi.background_units, zlib.compress(bytes(10)))),
+            "does not hold 4x68 weights",
+        ),
+        (repack(data, roi=RoiMap(roi.background_units, roi.coded + b"x")), "does not hold 4x68 weights"),
+        (repack(data, roi=RoiMap(8 * 256, roi.coded)), "background level 8 above the level 7"),
+        (repack(data, roi=None)[:-4] + b"", "truncated"),
+    ]
+    for mutated, expected in cases:
+        msg = _refusal(codec, mutated, tmp_path)
+        assert expected in msg, (expected, msg)
+    # A forged map that inflates far beyond the image is refused without inflating it.
+    bomb = zlib.compress(bytes(50_000_000), 9)
+    assert "does not hold 4x68 weights" in _refusal(codec, repack(data, roi=RoiMap(0, bomb)), tmp_path)
 
 
 def test_a_stream_that_decodes_to_huge_values_is_refused_quickly(codec, small_files, tmp_path):
