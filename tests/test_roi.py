@@ -15,7 +15,7 @@ import torch
 from codec_samples import leaves
 
 from helpers.codec import roi, tiling
-from helpers.codec.container import parse
+from helpers.codec.container import deflated, parse
 from helpers.codec.errors import CodecError
 from helpers.codec.leaf_codec import LeafCodec
 from helpers.codec.models import LevelGain
@@ -127,7 +127,7 @@ def test_a_damaged_map_is_one_clear_error(codec, leaf):
 def test_a_map_of_the_wrong_size_is_refused(codec, leaf):
     data = codec.encode(leaf, 5, roi_weights=_left_half(leaf))
     h = parse(data)
-    longer = zlib.compress(roi.decode_map(h.roi, *tiling.latent_size(*leaf.shape[:2])).tobytes() + b"\0", 9)
+    longer = deflated(roi.decode_map(h.roi, *tiling.latent_size(*leaf.shape[:2])).tobytes() + b"\0")
     body = data[:-4].replace(struct.pack("<B", len(h.roi.coded)) + h.roi.coded,
                              struct.pack("<B", len(longer)) + longer)  # fmt: skip
     with pytest.raises(CodecError, match="does not hold 16x16 weights"):

@@ -16,7 +16,7 @@ Container, format versions 2 and 3 (integers little-endian; ``varint`` = unsigne
     roi        version 3 only: a region-of-interest file (``helpers.codec.roi``), whose quality varies per latent
                position (16 x 16 pixels). u16 background level x 256 (the level of weight 0; ``level`` above
                is that of weight 255, and the background's is at most it; 0 = one step below level 1), then a
-               varint length and the weight map: zlib (RFC 1950) of one u8 weight per latent position of the
+               varint length and the weight map: raw DEFLATE (RFC 1951; the file's checksum covers it) of one u8 weight per latent position of the
                padded image, row by row
     streams    varint count, then per stream a varint length and the bytes: stream 0 is the hyper-latent
                (factorised prior), then the latent streams of the coding tiles in raster order
@@ -61,7 +61,7 @@ _SMALL = 4096  # fields the walk of ``read_file`` reads; longer streams are skip
 @dataclass(frozen=True)
 class RoiMap:
     """A version-3 file's region of interest: the background level (x 256; the level of weight 0) and the
-    zlib-coded weight map (one u8 per latent position; ``weights`` gives it back, checked by ``parse``)."""
+    DEFLATE-coded weight map (one u8 per latent position; ``weights`` gives it back, checked by ``parse``)."""
 
     background_units: int
     coded: bytes
@@ -73,11 +73,11 @@ class RoiMap:
 
     def weights(self, rows: int, cols: int) -> bytes:
         """The ``rows`` x ``cols`` u8 weights; CodecError if the map does not decode to exactly that many."""
-        d = zlib.decompressobj()
+        d = zlib.decompressobj(-15)  # raw DEFLATE: no zlib header or Adler-32, the file's CRC covers the map
         try:
             out = d.decompress(self.coded, rows * cols + 1)  # bounded: a forged map cannot inflate further
         except zlib.error:
-            raise CodecError("corrupted ROI map: not a valid zlib stream") from None
+            raise CodecError("corrupted ROI map: not a valid DEFLATE stream") from None
         if len(out) != rows * cols or not d.eof or d.unused_data:
             raise CodecError(f"corrupted ROI map: it does not hold {rows}x{cols} weights")
         return out
@@ -112,6 +112,12 @@ class Header:
     @property
     def y_len(self) -> int:
         return sum(len(s) for s in self.streams[1:])
+
+
+def deflated(raw: bytes) -> bytes:
+    """``raw`` as the ROI map is stored: raw DEFLATE at zlib's level 9 (``RoiMap.weights`` inflates it)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return c.compress(raw) + c.flush()
 
 
 def bpp(num_bytes: int, height: int, width: int) -> float:
