@@ -121,3 +121,41 @@ def test_cli_target_bpp_and_max_bytes(tmp_path, capsys):
             ]
         )
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+# ----- --target-psnr: the lowest level whose decoding reaches a PSNR -----------------------------------------------
+def test_target_psnr_reaches_the_target_with_little_to_spare(codec):
+    rgb = leaves(1)[0]
+    lowest, top = (psnr(rgb, codec.decode(codec.encode(rgb, q))) for q in (codec.levels[0], codec.levels[-1]))
+    for target in (lowest + 0.3 * (top - lowest), lowest + 0.8 * (top - lowest)):
+        data, level = codec.encode_to_rate(rgb, target_psnr=target)
+        got = psnr(rgb, codec.decode(data))
+        assert target <= got < target + 0.1, (target, got, level)
+        assert parse(data).level == level
+    assert codec.encode_to_rate(rgb, target_psnr=lowest - 1)[1] == codec.levels[0]
+    assert codec.encode_to_rate(rgb, target_psnr=top + 5)[1] == codec.levels[-1]
+
+
+def test_target_psnr_with_a_region_measures_the_region(codec):
+    from helpers.codec import roi, tiling
+
+    rgb = leaves(1)[0]
+    weights = np.zeros(tiling.latent_size(*rgb.shape[:2]))
+    weights[:, : weights.shape[1] // 2] = 1
+    target = psnr(rgb, codec.decode(codec.encode(rgb, 4)))
+    data, _ = codec.encode_to_rate(rgb, target_psnr=target, roi_weights=weights)
+    mask = roi.full_weight_pixels(roi.quantised(weights), *rgb.shape[:2])
+    out = codec.decode(data)
+    region = 10 * np.log10(255**2 / np.mean((out[mask].astype(float) - rgb[mask]) ** 2))
+    whole = psnr(rgb, out)
+    assert region >= target > whole  # the region reached it, the whole image (with its background) did not
+
+
+def test_target_psnr_is_checked_and_exclusive(codec, tmp_path, capsys):
+    with pytest.raises(CodecError, match="one of a byte limit, a target rate or a target PSNR"):
+        codec.encode_to_rate(leaves(1)[0], target_psnr=30, max_bytes=1000)
+    with pytest.raises(CodecError, match="target PSNR must be a positive finite number"):
+        codec.encode_to_rate(leaves(1)[0], target_psnr=float("nan"))
+    Image.fromarray(leaves(1)[0]).save(tmp_path / "a.png")
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.leaf"), "--target-psnr", "-3"]) == 2
+    assert "--target-psnr must be a positive finite number" in capsys.readouterr().err

@@ -298,6 +298,9 @@ def _cmd_compress(args) -> int:
     target = args.target_bpp
     if target is not None and not (math.isfinite(target) and target > 0):
         raise LeafCodecError(f"--target-bpp must be a positive finite number, not {target:g}")
+    psnr = args.target_psnr
+    if psnr is not None and not (math.isfinite(psnr) and psnr > 0):
+        raise LeafCodecError(f"--target-psnr must be a positive finite number of dB, not {psnr:g}")
     max_bytes = None if args.max_bytes is None else _size(args.max_bytes, 1024, "--max-bytes")
     max_ratio = _ratio(args.max_ratio)
     pairs = _batch_outputs(args.inputs, args.output, args.out_dir, SUFFIX, "compress")
@@ -307,9 +310,14 @@ def _cmd_compress(args) -> int:
     region = _region(args)
 
     def work(src, dst, notes):
-        out = compress_file(codec, src, dst, level, args.force, max_bytes, target, notes, max_ratio, region)
+        out = compress_file(
+            codec, src, dst, level, args.force, max_bytes, target, notes, max_ratio, region, psnr
+        )
         if target is not None:
             notes.extend(_unreachable_target(codec, target, out.bpp, out.level))
+        if psnr is not None and out.level == codec.levels[-1]:
+            notes.append(f"--target-psnr {psnr:g}: the top level gives the best this model can (it may be below "
+                         "the target; --tune high goes higher)")  # fmt: skip
         roi = "" if out.roi_share is None else f", region of interest {out.roi_share:.0%} of the image"
         return (f"{shown(src)} -> {shown(dst)}: {plural(out.size, 'byte')}, {out.bpp:.4f} bpp "
                 f"(level {_level_text(out.level)}{roi})")  # fmt: skip
@@ -501,6 +509,9 @@ def add_commands(sub) -> None:
     rate.add_argument("--target-bpp", type=float, metavar="X",
                       help="the level (fractional if need be) whose file is nearest X bits per pixel (a note says when X "
                            "is beyond every level's rate)")  # fmt: skip
+    rate.add_argument("--target-psnr", type=float, metavar="DB",
+                      help="the lowest level (fractional if need be) whose decoding reaches DB dB PSNR (with --roi: "
+                           "over the region at full weight); each try is decoded, so it takes a few times longer")  # fmt: skip
     rate.add_argument(
         "--max-bytes",
         metavar="N",

@@ -51,18 +51,21 @@ class Compressed:
 
 def compress_file(codec: LeafCodec, src: Path, dst: Path, level: float | None = None, force: bool = False,
                   max_bytes: int | None = None, target_bpp: float | None = None, notes: list[str] | None = None,
-                  max_ratio: float | None = DEFAULT_MAX_RATIO, region: Region | None = None) -> Compressed:  # fmt: skip
+                  max_ratio: float | None = DEFAULT_MAX_RATIO, region: Region | None = None,
+                  target_psnr: float | None = None) -> Compressed:  # fmt: skip
     """Code the image file ``src`` into ``dst`` at ``level`` (default: the codec's middle level), or at the level
-    that meets ``max_bytes`` or ``target_bpp`` (``LeafCodec.encode_to_rate``), with a ``region`` of interest if
-    given. ``notes``, ``max_ratio``: see ``imageio.load_image``."""
+    that meets ``max_bytes``, ``target_bpp`` or ``target_psnr`` (``LeafCodec.encode_to_rate``), with a
+    ``region`` of interest if given. ``notes``, ``max_ratio``: see ``imageio.load_image``."""
     check_output(dst, force)  # before the work; atomic_write checks again when it publishes
-    to_rate = max_bytes is not None or target_bpp is not None
+    to_rate = max_bytes is not None or target_bpp is not None or target_psnr is not None
     rgb, colour = load_image(src, codec.max_pixels, lambda w, h: codec.check_size(w, h, False, 1 + to_rate),
                              notes, max_ratio)  # fmt: skip
     weights = None if region is None else region.weights(rgb)
     background = None if region is None else region.background
     if to_rate:
-        data, level = codec.encode_to_rate(rgb, colour, max_bytes, target_bpp, weights, background)
+        data, level = codec.encode_to_rate(
+            rgb, colour, max_bytes, target_bpp, weights, background, target_psnr
+        )
     else:
         level = codec.default_level if level is None else level
         data = codec.encode(rgb, level, colour, weights, background)

@@ -167,14 +167,19 @@ class LeafCodec:
 
     def encode_to_rate(self, rgb: np.ndarray, colour: int = COLOUR_RGB, max_bytes: int | None = None,
                        target_bpp: float | None = None, roi_weights: np.ndarray | None = None,
-                       background: float | None = None) -> tuple[bytes, int | float]:  # fmt: skip
+                       background: float | None = None, target_psnr: float | None = None,
+                       ) -> tuple[bytes, int | float]:  # fmt: skip
         """(file, level) at the largest level whose file has at most ``max_bytes``, or whose rate is nearest
         ``target_bpp``; the level may be fractional (1/256 steps, recorded in the file). See
         ``helpers.codec.level_search``. With a region of interest (``encode``) the level of weight 1 is searched,
         the background's staying put (or at the level, where the level is lower); the whole file meets the
-        target."""
-        if (max_bytes is None) == (target_bpp is None):
-            raise CodecError("give either a byte limit or a target rate")
+        target. ``target_psnr``: the lowest level whose decoding reaches that PSNR (dB; over the region of
+        interest's full-weight blocks if there is one, else the whole image), or the top level if none does:
+        each try is decoded, so it costs a decoding per step."""
+        if sum(t is not None for t in (max_bytes, target_bpp, target_psnr)) != 1:
+            raise CodecError("give one of a byte limit, a target rate or a target PSNR")
+        if target_psnr is not None and not (np.isfinite(target_psnr) and target_psnr > 0):
+            raise CodecError(f"the target PSNR must be a positive finite number of dB, not {target_psnr}")
         if max_bytes is not None and not max_bytes >= 1:
             raise CodecError(f"the byte limit must be at least 1, not {max_bytes}")
         if target_bpp is not None and not (np.isfinite(target_bpp) and target_bpp > 0):
@@ -182,7 +187,7 @@ class LeafCodec:
         rgb = self._checked_image(rgb, colour)
         region = self._region(rgb, roi_weights, background)
         h, w = rgb.shape[:2]
-        self.check_size(w, h, decode=False, latents=2)
+        self.check_size(w, h, decode=False, latents=2 + (target_psnr is not None))  # + the decoder's latent
         n, files = tiling.workers(), {}
         with _allocation("encode", h, w), single_thread(), torch.no_grad():
             y = tiling.analyse(self.g_a, rgb, self.model.M, n)
@@ -194,7 +199,9 @@ class LeafCodec:
                 return len(files[units])
 
             lo, hi = LEVEL_UNITS * self.levels[0], LEVEL_UNITS * self.levels[-1]
-            if target_bpp is not None:
+            if target_psnr is not None:
+                units = self._lowest_reaching(rgb, files, size_at, lo, hi, target_psnr, region)
+            elif target_bpp is not None:
                 units = level_search.nearest(size_at, lo, hi, target_bpp * h * w / 8)
             else:
                 try:
@@ -205,6 +212,25 @@ class LeafCodec:
                     ) from None
         level = units / LEVEL_UNITS
         return files[units], int(level) if level.is_integer() else level
+
+    def _lowest_reaching(self, rgb, files, size_at, lo: int, hi: int, target_psnr: float, region) -> int:
+        """The lowest level (file units) whose decoding reaches ``target_psnr`` (``encode_to_rate``): the level
+        search of ``--max-bytes`` on the decoding's 1/MSE, which also grows with the level."""
+        mask = None if region is None else roi.full_weight_pixels(region[0], *rgb.shape[:2])
+        mask = mask if mask is not None and mask.any() else None
+        limit = 10 ** (target_psnr / 10) / 255**2  # 1/MSE of the target
+
+        def inverse_mse(units: int) -> float:
+            size_at(units)
+            error = self.decode(files[units]).astype(np.float64) - rgb
+            mse = np.mean(np.square(error if mask is None else error[mask]))
+            return np.inf if mse == 0 else 1 / mse
+
+        try:
+            _, above = level_search.largest_within(inverse_mse, lo, hi, limit * (1 - 1e-12))
+        except CodecError:
+            return lo  # the lowest level already reaches it
+        return hi if above is None else above
 
     def _checked_image(self, rgb: np.ndarray, colour: int) -> np.ndarray:
         rgb = np.asarray(rgb)

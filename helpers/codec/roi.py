@@ -72,6 +72,12 @@ def check_background(background: float, level: float) -> None:
         raise CodecError(f"the background level must be a multiple of 1/{LEVEL_UNITS}, not {background}")
 
 
+def full_weight_pixels(weights: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The pixels (bool, height x width) of the latent positions at weight 1: the region of interest proper."""
+    full = np.asarray(weights) >= WEIGHT_UNITS
+    return full.repeat(16, 0).repeat(16, 1)[:height, :width]
+
+
 def scale_in_place(y: torch.Tensor, gain: LevelGain, indexes: torch.Tensor, rows: int = 64) -> torch.Tensor:
     """``y`` (1, M, rows, cols) times each position's gain, in place, a band of ``rows`` latent rows at a time
     (no second latent in memory)."""
