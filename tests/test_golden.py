@@ -17,7 +17,11 @@ NAMES = sorted(p.stem for p in GOLDEN.glob("*.leaf"))
 
 def test_every_golden_case_is_committed():
     assert NAMES == sorted(["grey_level4", "leaf_level1", "leaf_level4", "leaf_level7", "multitile_level3",
-                            "perceptual_level4", "v3_level4", "v3_level10", "v3_multitile_level6"])  # fmt: skip
+                            "perceptual_level4", "v3_level4", "v3_level10", "v3_multitile_level6",
+                            "roi_level6", "v3_roi_multitile_level8"])  # fmt: skip
+    assert all(
+        ((GOLDEN / f"{n}.leaf").read_bytes()[4] == 3) == ("roi" in n) for n in NAMES
+    )  # format versions
     assert all((GOLDEN / f"{n}.png").is_file() for n in NAMES)
 
 

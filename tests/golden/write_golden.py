@@ -34,6 +34,13 @@ CASES = {
     "v3_level4": ("leaf", ["--level", "4", "--tune", "high"]),
     "v3_level10": ("leaf", ["--level", "10", "--tune", "high"]),
     "v3_multitile_level6": ("wide", ["--level", "6", "--tune", "high"]),
+    # region of interest (format version 3, issue 31): a user's three-valued mask; v3 on two coding tiles with
+    # the leaf map and a background below level 1
+    "roi_level6": ("leaf", ["--level", "6", "--roi", str(HERE / "source_mask.png")]),
+    "v3_roi_multitile_level8": (
+        "wide",
+        ["--level", "8", "--tune", "high", "--roi", "leaf", "--background-level", "0"],
+    ),
 }
 
 
@@ -41,7 +48,9 @@ def sources() -> dict[str, np.ndarray]:
     leaf = synthetic_leaf(7, 96)[:, :80]  # 96x80: not a multiple of the model's stride
     grey = synthetic_leaf(8, 64).mean(2).round().astype(np.uint8)
     wide = np.concatenate([synthetic_leaf(9, 64)] * 18, axis=1)[:40, :1100]
-    return {"leaf": leaf, "grey": grey, "wide": wide}
+    mask = np.zeros((96, 80), np.uint8)  # the leaf's: white on the left, grey in a band on the right
+    mask[:, :40], mask[30:60, 40:] = 255, 128
+    return {"leaf": leaf, "grey": grey, "wide": wide, "mask": mask}
 
 
 def main(names=None) -> None:
