@@ -30,7 +30,8 @@ EXPECTED = {  # files each notebook must (re)write in the smoke profile
                          SMOKE["results"] / "diagnosis_per_image.csv"],
     "07_roi": [SMOKE["figures"] / "roi_masks.png", SMOKE["figures"] / "roi_bits.png",
                SMOKE["tables"] / "roi_bd_rate_test.csv", SMOKE["tables"] / "roi_headline.csv",
-               SMOKE["tables"] / "roi_diagnosis_accuracy.csv", SMOKE["tables"] / "roi_map_bytes.csv"],
+               SMOKE["tables"] / "roi_diagnosis_accuracy.csv", SMOKE["tables"] / "roi_map_bytes.csv",
+               SMOKE["tables"] / "roi_hyperprior_ablation.csv"],
 }  # fmt: skip
 
 
