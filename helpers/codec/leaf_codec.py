@@ -246,20 +246,18 @@ class LeafCodec:
         background level), each position is then rescaled to its own level (``helpers.codec.roi``)."""
         z_stream, z_hat = compress_hyper(self.model.entropy_bottleneck, self.model.h_a(y))
         roi_map, indexes = None, None
-        if region is not None and min(region[1], level) < level and region[0].min() < roi.WEIGHT_UNITS:
-            background = min(region[1], level)
+        background = None if region is None else min(region[1], level)
+        if region is not None and background < level and region[0].min() < roi.WEIGHT_UNITS:
             roi_map, indexes = (
                 roi.encode_map(region[0], background),
                 roi.position_indexes(region[0], level, background),
             )
 
         def code(t: tiling.Tile) -> tuple[list[bytes], bytes]:
-            y_tile, params = y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_parameters(z_hat, t, level, indexes)
-            if indexes is not None:
-                y_tile = y_tile.double() * roi.gain_ratios(
-                    self.model.gain, indexes[:, t.r0 : t.r1, t.c0 : t.c1], level
-                )
-            return self.tile_codec.compress(y_tile, params)
+            y_tile, ratios = y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_ratios(t, level, indexes)
+            if ratios is not None:  # each position at its own level
+                y_tile = y_tile.double() * ratios
+            return self.tile_codec.compress(y_tile, self._tile_parameters(z_hat, t, ratios))
 
         streams, crc = [z_stream], 0
         for tile_streams, symbols in tiling.map_ordered(code, tiling.coding_tiles(h, w), n):
@@ -267,18 +265,21 @@ class LeafCodec:
             crc = zlib.crc32(symbols, crc)
         return pack(self.model_name, self.hash, level, colour, h, w, crc, streams, roi_map)
 
-    def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile, level: float,
-                         indexes: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-        """The side parameters of one coding tile: the float64 hyper-synthesis of its hyper-latent window, and
-        with a region of interest (the positions' gain ``indexes``) rescaled to each position's level."""
+    def _tile_ratios(self, t: tiling.Tile, level: float, indexes: torch.Tensor | None) -> torch.Tensor | None:
+        """A region-of-interest file's gain ratios over one coding tile (``roi.gain_ratios``); None if uniform."""
+        if indexes is None:
+            return None
+        return roi.gain_ratios(self.model.gain, indexes[:, t.r0 : t.r1, t.c0 : t.c1], level)
+
+    def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile, ratios: torch.Tensor | None = None
+                         ) -> torch.Tensor:  # fmt: skip
+        """The side parameters of one coding tile: the float64 hyper-synthesis of its hyper-latent window,
+        rescaled by a region of interest's gain ``ratios`` if given."""
         zw = tiling.z_window(t, *z_hat.shape[-2:])
         params = self.model.hyper_synthesis(
             z_hat[..., zw.a0 : zw.a1, zw.b0 : zw.b1], zw.crop(tiling.Z_STRIDE)
         )
-        if indexes is None:
-            return params
-        ratios = roi.gain_ratios(self.model.gain, indexes[:, t.r0 : t.r1, t.c0 : t.c1], level)
-        return self.tile_codec.rescaled(params, ratios)
+        return params if ratios is None else self.tile_codec.rescaled(params, ratios)
 
     # ----- decoding -----------------------------------------------------------------------------------------
     def check_model(self, header: Header) -> None:
@@ -341,7 +342,7 @@ class LeafCodec:
         tiles = tiling.coding_tiles(header.height, header.width)
         # The float64 hyper-synthesis of the next tiles runs on the workers while this thread decodes rANS.
         params = tiling.map_ordered(
-            lambda t: self._tile_parameters(z_hat, t, header.level, indexes), tiles, n
+            lambda t: self._tile_parameters(z_hat, t, self._tile_ratios(t, header.level, indexes)), tiles, n
         )
         for i, (t, tile_params) in enumerate(zip(tiles, params)):
             streams = header.streams[1 + k * i : 1 + k * (i + 1)]
