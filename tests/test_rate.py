@@ -157,5 +157,8 @@ def test_target_psnr_is_checked_and_exclusive(codec, tmp_path, capsys):
     with pytest.raises(CodecError, match="target PSNR must be a positive finite number"):
         codec.encode_to_rate(leaves(1)[0], target_psnr=float("nan"))
     Image.fromarray(leaves(1)[0]).save(tmp_path / "a.png")
-    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.leaf"), "--target-psnr", "-3"]) == 2
+    assert (
+        main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.leaf"), "--target-psnr", "-3"])
+        == 2
+    )
     assert "--target-psnr must be a positive finite number" in capsys.readouterr().err

@@ -283,3 +283,24 @@ def _naive_roi(
         y_hat = coding.scale_in_place(leaf._decode_latent(parse(data), 1), leaf.model.inv_gain, indexes)
         out = tiling.synthesise(lambda t, region: leaf.g_s(t, region).clamp_(0, 1), y_hat, h, w, 1)
     return len(data), out
+
+
+def background_dependence(clf, records, root, leaf, level: int = 1) -> pd.DataFrame:
+    """Does the classifier read the leaf or the background? Top-1 accuracy (%) on ``records``' originals, on
+    the original leaf pasted on the background of the level-``level`` decoding, and on that decoding's leaf
+    pasted on the original background (the leaf mask of the original; ``clf``: a ``diagnosis.Classifier``)."""
+    from helpers.data.dataset import read_image
+    from helpers.study import diagnosis
+
+    variants = {"original": [], "original leaf, coded background": [], "coded leaf, original background": []}
+    for r in records:
+        img = read_image(Path(root) / r.path)
+        mask, low = importance.leaf_mask(img)[..., None], leaf.decode(leaf.encode(img, level))
+        variants["original"].append(img)
+        variants["original leaf, coded background"].append(np.where(mask, img, low))
+        variants["coded leaf, original background"].append(np.where(mask, low, img))
+    truth = diagnosis.labels([r.cls for r in records], clf.classes)
+    return pd.DataFrame(
+        [{"images": name, "level": level, "accuracy": 100 * float(np.mean(clf.predict(imgs) == truth))}
+         for name, imgs in variants.items()]
+    )  # fmt: skip
