@@ -60,12 +60,12 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from helpers.codec.container import latent_grid
 from helpers.codec.errors import DataError, shown
 from helpers.codec.stage_timer import stage
 
 ROI_KINDS = ("auto", "leaf", "lesion")  # what `compress --roi` accepts besides a mask file
 BLOCK = 16  # pixels per latent position: one map value per 16 x 16 block
-PAD = 64  # the codec pads images to a multiple of 64 pixels (models.STRIDE)
 
 LEAF_WEIGHT = 0.6  # "lesion" maps: the healthy leaf's blocks
 MIN_LEAF_SHARE = 0.02  # "auto": less leaf than this share of the image codes uniformly
@@ -92,9 +92,8 @@ LESION_GREY_VALUE = (0.4, 1.2)  # grey lesions: this range times the leaf's medi
 _SQUARE2, _SQUARE3 = np.ones((2, 2), bool), np.ones((3, 3), bool)
 
 
-def map_shape(height: int, width: int) -> tuple[int, int]:
-    """Rows and columns of an image's map: its latent size (the image padded to a multiple of ``PAD``)."""
-    return -(-height // PAD) * (PAD // BLOCK), -(-width // PAD) * (PAD // BLOCK)
+# Rows and columns of an image's map: its latent size (the image padded to a multiple of 64 pixels).
+map_shape = latent_grid
 
 
 def _work_image(rgb: np.ndarray) -> tuple[np.ndarray, int]:
