@@ -191,7 +191,9 @@ def test_cli_roi_leaf_round_trips_and_info_shows_the_map(tmp_path, leaf):
     info = run_cli("info", tmp_path / "a.leaf")
     assert info.returncode == 0 and "roi:" in info.stdout and "background level 1" in info.stdout, info.stdout
     dec = run_cli("decompress", tmp_path / "a.leaf", tmp_path / "a.png")
-    assert dec.returncode == 0, dec.stderr
+    assert dec.returncode == 0 and "level 6 (region of interest; background level 1)" in dec.stdout, (
+        dec.stderr
+    )
     plain = run_cli("compress", src, "-o", tmp_path / "b.leaf", "--level", "6")
     assert (tmp_path / "a.leaf").stat().st_size < (tmp_path / "b.leaf").stat().st_size
     assert "roi:" not in run_cli("info", tmp_path / "b.leaf").stdout and plain.returncode == 0

@@ -388,7 +388,12 @@ def _cmd_decompress(args) -> int:
 
     def work(src, dst, notes):
         h = decompress_file(decoder, src, dst, force=args.force)
-        return f"{shown(src)} -> {shown(dst)}: {h.width}x{h.height}, level {_level_text(h.level)}"
+        roi = (
+            ""
+            if h.roi is None
+            else f" (region of interest; background level {_level_text(h.roi.background)})"
+        )
+        return f"{shown(src)} -> {shown(dst)}: {h.width}x{h.height}, level {_level_text(h.level)}{roi}"
 
     with _made_folder(args.out_dir):
         return _run_batch(pairs, work, "decompress")
