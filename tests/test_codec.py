@@ -34,16 +34,6 @@ from helpers.commands import main
 PSNR_TOLERANCE_DB = 0.0
 
 
-@pytest.fixture(scope="module")
-def codec():
-    return LeafCodec()
-
-
-@pytest.fixture(scope="module")
-def leaf():
-    return leaves(1)[0]
-
-
 def _round_trip(codec, rgb, level=3):
     data = codec.encode(rgb, level)
     out = codec.decode(data)

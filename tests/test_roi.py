@@ -12,23 +12,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from codec_samples import leaves
 
 from helpers.codec import roi, tiling
 from helpers.codec.container import deflated, parse
 from helpers.codec.errors import CodecError
 from helpers.codec.leaf_codec import LeafCodec
 from helpers.codec.models import LevelGain
-
-
-@pytest.fixture(scope="module")
-def codec():
-    return LeafCodec()
-
-
-@pytest.fixture(scope="module")
-def leaf():
-    return leaves(1)[0]
 
 
 def _left_half(rgb: np.ndarray) -> np.ndarray:
