@@ -23,14 +23,17 @@ def test_the_second_environment_has_numpy_2():
     assert int(_numpy_version(NUMPY2_PYTHON).split(".")[0]) >= 2
 
 
-def test_numpy_2_writes_byte_identical_files(tmp_path):
+@pytest.mark.parametrize(
+    "options", [("--level", "4"), ("--level", "5", "--roi", "auto")], ids=["uniform", "roi"]
+)
+def test_numpy_2_writes_byte_identical_files(tmp_path, options):
     sources = []
     for i, img in enumerate(leaves(4)):
         sources.append(tmp_path / f"leaf{i}.png")
         Image.fromarray(img).save(sources[-1])
     for env, python in (("pinned", None), ("numpy2", NUMPY2_PYTHON)):
         out = tmp_path / env
-        cmd = ("compress", *sources, "--out-dir", out, "--level", "4")
+        cmd = ("compress", *sources, "--out-dir", out, *options)
         proc = run_cli(*cmd, python=python)
         assert proc.returncode == 0, proc.stderr
         proc = run_cli("decompress", *sorted(out.glob("*.leaf")), "--out-dir", out, python=python)
