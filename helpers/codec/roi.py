@@ -9,7 +9,7 @@ each, DEFLATE-coded (``container.RoiMap``): a few dozen bytes for a leaf, a few 
 
 Why the hyperprior runs at the file's level: gain units trained on uniform levels leave a hyperprior that
 predicts badly for a mixed latent (notebook 07, section 7.3: fed one as is, its predicted means sit at the leaf's
-scale in the background, and a level-7 leaf file grew several times over instead of shrinking). So the
+scale in the background, and level-7 leaf files came out larger than uniform ones instead of smaller). So the
 hyper-latent describes the latent scaled uniformly at the file's level, as in training, and each position's
 Gaussian is that prediction scaled by the position's gain ratio ``r = gain(position) / gain(level)``: a latent
 scaled by ``r`` has its mean and scale scaled by ``r``. The ratios are computed in float64 from the stored
