@@ -307,7 +307,7 @@ def _cmd_compress(args) -> int:
     codec = _codec(args, checkpoint=_encoder_checkpoint(args))
     # Checked at this entry point, before any file is read: a wrong level refuses the batch as a whole.
     level = None if args.level is None else codec.check_level(_typed_level(args.level))
-    region = _region(args)
+    region = _region(args, codec)
 
     def work(src, dst, notes):
         out = compress_file(
@@ -326,24 +326,24 @@ def _cmd_compress(args) -> int:
         return _run_batch(pairs, work, "compress")
 
 
-def _region(args):
-    """``--roi`` and ``--background-level`` as a ``files.Region`` (None: uniform quality), checked before any
-    file is read."""
+def _region(args, codec):
+    """``--roi`` and ``--background-level`` as a ``files.Region`` (None: uniform quality), checked (by the
+    codec's own ``roi.check_background``) before any file is read."""
     if args.roi is None:
         if args.background_level is not None:
             raise LeafCodecError("--background-level needs --roi (the region whose outside it sets)")
         return None
     from helpers.codec.files import Region
     from helpers.codec.importance import ROI_KINDS
-    from helpers.codec.roi import LOWEST_BACKGROUND
+    from helpers.codec.roi import check_background
 
     background = args.background_level
     if background is not None:
         background = _typed_level(background)
-        if not (math.isfinite(background) and background >= LOWEST_BACKGROUND
-                and round(background * 256) == background * 256):  # fmt: skip
-            raise LeafCodecError(f"--background-level must be a level from {LOWEST_BACKGROUND} up, in 1/256 steps, "
-                                 f"not {args.background_level:g}")  # fmt: skip
+        try:
+            check_background(background, codec.levels[-1])
+        except LeafCodecError as exc:
+            raise LeafCodecError(f"--background-level {args.background_level:g}: {exc}") from None
     if args.roi in ROI_KINDS:
         return Region(args.roi, background)
     mask = Path(args.roi)

@@ -313,12 +313,14 @@ class LeafCodec:
         indexes = self._position_indexes(header)
         with _allocation("decode", h, w), single_thread(), torch.no_grad():
             y_hat = self._decode_latent(header, n, indexes)
-            if indexes is not None:  # each position's own inverse gain, then the synthesis
+            if indexes is None:  # one inverse gain, applied tile by tile
+                index = level_index(header.level)
+                inverse = lambda y: self.model.inv_gain(y, index)  # noqa: E731
+            else:  # each position's own inverse gain, applied to the whole latent in place
                 roi.scale_in_place(y_hat, self.model.inv_gain, indexes)
-                return tiling.synthesise(lambda y, region: self.g_s(y, region).clamp_(0, 1), y_hat, h, w, n)
-            index = level_index(header.level)
+                inverse = lambda y: y  # noqa: E731
             return tiling.synthesise(
-                lambda y, region: self.g_s(self.model.inv_gain(y, index), region).clamp_(0, 1), y_hat, h, w, n
+                lambda y, region: self.g_s(inverse(y), region).clamp_(0, 1), y_hat, h, w, n
             )
 
     def _position_indexes(self, header: Header) -> torch.Tensor | None:

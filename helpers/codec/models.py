@@ -93,9 +93,7 @@ class LevelGain(nn.Module):
         return self.log.shape[0]
 
     def vector(self, index) -> torch.Tensor:
-        """The gains, shaped (B or 1, M, 1, 1) to multiply a latent; (B, M, rows, cols) for a map of indexes."""
-        if torch.is_tensor(index) and index.is_floating_point() and index.ndim == 3:
-            return self.spatial(index)
+        """The gains, shaped (B or 1, M, 1, 1) to multiply a latent (per position: ``spatial``)."""
         if torch.is_tensor(index) and not index.is_floating_point():
             return self.log[index].exp()[:, :, None, None]
         f = float(index)
