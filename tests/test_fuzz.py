@@ -259,10 +259,10 @@ def _left_half(rows: int, cols: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def small_files(codec):
     """64x64 files at the lowest and highest level, a 64x1088 one (two coding tiles, two latent streams) and a
-    region-of-interest file (format version 3: the map inside the checksum)."""
+    region-of-interest file (format version 4: the map inside the checksum)."""
     wide = np.ascontiguousarray(np.tile(leaves(1)[0], (1, 5, 1))[96:160, :1088])
     roi = codec.encode(wide, codec.levels[-1], roi_weights=_left_half(4, 68))
-    assert roi[4] == 3
+    assert roi[4] == 4
     return {**_bases(codec, 64, (1, codec.levels[-1])), "64x1088 level 1": codec.encode(wide, 1),
             "64x1088 ROI": roi}  # fmt: skip
 
@@ -342,15 +342,17 @@ def test_named_damage_to_a_region_of_interest(codec, small_files, tmp_path):
     data = small_files["64x1088 ROI"]
     roi = parse(data).roi
     cases = [
+        (repack(data, roi=RoiMap(roi.background_units, b"garbage")), "corrupted ROI map"),
         (
-            repack(data, roi=RoiMap(roi.background_units, b"garbage")),
+            repack(data, roi=RoiMap(roi.background_units, b"garbage", 3)),
             "corrupted ROI map: not a valid DEFLATE stream",
         ),
         (
-            repack(data, roi=RoiMap(roi.background_units, deflated(bytes(10)))),
+            repack(data, roi=RoiMap(roi.background_units, deflated(bytes(10)), 3)),
             "does not hold 4x68 weights",
         ),
         (repack(data, roi=RoiMap(roi.background_units, roi.coded + b"x")), "does not hold 4x68 weights"),
+        (repack(data, roi=RoiMap(roi.background_units, roi.coded[:2])), "palette is cut short"),
         (repack(data, roi=RoiMap(8 * 256, roi.coded)), "background level 8 above the level 7"),
         (repack(data, roi=None)[:-4] + b"", "truncated"),
     ]
@@ -359,7 +361,7 @@ def test_named_damage_to_a_region_of_interest(codec, small_files, tmp_path):
         assert expected in msg, (expected, msg)
     # A forged map that inflates far beyond the image is refused without inflating it.
     bomb = deflated(bytes(50_000_000))
-    assert "does not hold 4x68 weights" in _refusal(codec, repack(data, roi=RoiMap(0, bomb)), tmp_path)
+    assert "does not hold 4x68 weights" in _refusal(codec, repack(data, roi=RoiMap(0, bomb, 3)), tmp_path)
 
 
 def test_a_stream_that_decodes_to_huge_values_is_refused_quickly(codec, small_files, tmp_path):

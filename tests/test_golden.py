@@ -18,10 +18,10 @@ NAMES = sorted(p.stem for p in GOLDEN.glob("*.leaf"))
 def test_every_golden_case_is_committed():
     assert NAMES == sorted(["grey_level4", "leaf_level1", "leaf_level4", "leaf_level7", "multitile_level3",
                             "perceptual_level4", "v3_level4", "v3_level10", "v3_multitile_level6",
-                            "roi_level6", "v3_roi_multitile_level8"])  # fmt: skip
-    assert all(
-        ((GOLDEN / f"{n}.leaf").read_bytes()[4] == 3) == ("roi" in n) for n in NAMES
-    )  # format versions
+                            "roi_level6", "v3_roi_multitile_level8", "v4_roi_level6",
+                            "v4_roi_lesion_multitile_level5"])  # fmt: skip
+    versions = {n: (GOLDEN / f"{n}.leaf").read_bytes()[4] for n in NAMES}
+    assert versions == {n: 4 if n.startswith("v4_") else 3 if "roi" in n else 2 for n in NAMES}
     assert all((GOLDEN / f"{n}.png").is_file() for n in NAMES)
 
 
@@ -40,6 +40,18 @@ def test_golden_file_decodes_to_its_pixels(decoded, name):
     assert got.shape == expected.shape  # grey stays grey, the size is the original's
     diff = np.abs(got.astype(int) - expected.astype(int))
     assert diff.max() <= 1, f"{name}: {int((diff > 1).sum())} pixels off by more than one grey level"
+
+
+def test_version_4_codes_the_same_latent_and_map_as_version_3():
+    """roi_level6 (version 3) and v4_roi_level6 were coded from the same image and mask: only the map's coding
+    differs, and version 4's is smaller."""
+    from helpers.codec.container import latent_grid, parse
+
+    v3, v4 = (parse((GOLDEN / f"{n}.leaf").read_bytes()) for n in ("roi_level6", "v4_roi_level6"))
+    assert v3.symbols_crc == v4.symbols_crc and v3.streams == v4.streams
+    grid = latent_grid(v3.height, v3.width)
+    assert np.array_equal(v3.roi.weights(*grid), v4.roi.weights(*grid))
+    assert len(v4.roi.coded) < len(v3.roi.coded)
 
 
 @pytest.mark.parametrize("name, model", [("perceptual_level4", "leaf-hyperprior-perceptual"),

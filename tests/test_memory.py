@@ -195,9 +195,9 @@ def _round_trip_within(tmp_path, width: int, height: int, cap: int, options=()) 
 def test_a_12_megapixel_photo_codes_within_1_5_gb(tmp_path, options):
     """4000x3000 (a phone photo) encoded and decoded, each in its own process (the command line a user runs):
     peak resident memory of the whole process, libraries included, at most 1.5 GB; with a region of interest
-    (format version 3) as without."""
+    (format version 4) as without."""
     _round_trip_within(tmp_path, 4000, 3000, int(1.5 * 2**30), options)
-    assert (tmp_path / "p.leaf").read_bytes()[4] == (3 if options else 2)
+    assert (tmp_path / "p.leaf").read_bytes()[4] == (4 if options else 2)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Region-of-interest coding (``helpers.codec.roi``, format version 3): a quality level per latent position.
+"""Region-of-interest coding (``helpers.codec.roi``, format versions 3 and 4): a quality level per latent position.
 
 What must hold: the region keeps its quality while the file shrinks; uniform files stay version 2, byte for byte;
 a damaged map is one line of error; the background level is honoured and checked; the rate search meets its
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.codec import roi, tiling
-from helpers.codec.container import deflated, parse
+from helpers.codec import map_coding, roi, tiling
+from helpers.codec.container import RoiMap, deflated, pack, parse
 from helpers.codec.errors import CodecError
 from helpers.codec.leaf_codec import LeafCodec
 from helpers.codec.models import LevelGain
@@ -63,9 +63,9 @@ def test_the_header_records_the_background_and_the_map(codec, leaf):
     w = _left_half(leaf)
     data = codec.encode(leaf, 5, roi_weights=w, background=1.5)
     h = parse(data)
-    assert data[4] == 3  # the format version
+    assert data[4] == 4  # the format version
     assert h.roi.background == 1.5 and h.level == 5
-    assert np.array_equal(roi.decode_map(h.roi, *w.shape), roi.quantised(w))
+    assert np.array_equal(h.roi.weights(*w.shape), roi.quantised(w))
     assert len(h.roi.coded) < 40  # a two-valued 16 x 16 map codes in a few dozen bytes
 
 
@@ -116,11 +116,25 @@ def test_a_damaged_map_is_one_clear_error(codec, leaf):
 def test_a_map_of_the_wrong_size_is_refused(codec, leaf):
     data = codec.encode(leaf, 5, roi_weights=_left_half(leaf))
     h = parse(data)
-    longer = deflated(roi.decode_map(h.roi, *tiling.latent_size(*leaf.shape[:2])).tobytes() + b"\0")
-    body = data[:-4].replace(struct.pack("<B", len(h.roi.coded)) + h.roi.coded,
-                             struct.pack("<B", len(longer)) + longer)  # fmt: skip
-    with pytest.raises(CodecError, match="does not hold 16x16 weights"):
-        parse(body + struct.pack("<I", zlib.crc32(body)))
+    weights = h.roi.weights(*tiling.latent_size(*leaf.shape[:2]))
+    for version, longer in [(3, deflated(weights.tobytes() + b"\0")),
+                            (4, map_coding.encode(np.vstack([weights, weights[:1] // 2])))]:  # fmt: skip
+        forged = RoiMap(h.roi.background_units, longer, version)
+        with pytest.raises(CodecError, match="does not hold 16x16 weights"):
+            parse(pack(h.model_name, h.weights_hash, h.level, h.colour, h.height, h.width, h.symbols_crc,
+                       h.streams, forged))  # fmt: skip
+
+
+def test_a_version_3_file_decodes_as_its_version_4_twin(codec, leaf):
+    """The same latent with its map DEFLATE-coded (version 3, as the previous encoder wrote it) decodes to the
+    same pixels."""
+    data = codec.encode(leaf, 5, roi_weights=_left_half(leaf))
+    h = parse(data)
+    weights = h.roi.weights(*tiling.latent_size(*leaf.shape[:2]))
+    v3 = pack(h.model_name, h.weights_hash, h.level, h.colour, h.height, h.width, h.symbols_crc, h.streams,
+              RoiMap(h.roi.background_units, deflated(weights.tobytes()), 3))  # fmt: skip
+    assert v3[4] == 3 and len(v3) > len(data)
+    assert np.array_equal(codec.decode(v3), codec.decode(data))
 
 
 def test_bad_maps_and_background_levels_are_refused(codec, leaf):
@@ -204,7 +218,7 @@ def test_cli_roi_mask_file_and_max_bytes(tmp_path, leaf):
     h = parse(data)
     if h.roi is not None:
         assert h.roi.background == 0
-        assert np.array_equal(roi.decode_map(h.roi, 16, 16)[:, :8], np.full((16, 8), 255, np.uint8))
+        assert np.array_equal(h.roi.weights(16, 16)[:, :8], np.full((16, 8), 255, np.uint8))
 
 
 @pytest.mark.parametrize(

@@ -434,7 +434,7 @@ def _roi_text(h, size: int) -> str:
     from helpers.codec.container import latent_grid
 
     weights = h.roi.weights(*latent_grid(h.height, h.width))
-    full = sum(1 for w in weights if w == 255) / len(weights)
+    full = float((weights == 255).mean())
     n = len(h.roi.coded)
     return (
         f"roi:       region of interest, {full:.0%} of the image at level {_level_text(h.level)}, background "

@@ -330,7 +330,7 @@ class LeafCodec:
         if not self.tile_codec.supports_roi:
             raise CodecError(f"corrupted header: a region-of-interest file for model {self.model_name!r}, "
                              "whose context entropy model cannot code one")  # fmt: skip
-        weights = roi.decode_map(header.roi, *tiling.latent_size(header.height, header.width))
+        weights = header.roi.weights(*tiling.latent_size(header.height, header.width))
         return roi.position_indexes(weights, header.level, header.roi.background)
 
     def _decode_latent(self, header: Header, n: int, indexes: torch.Tensor | None = None) -> torch.Tensor:

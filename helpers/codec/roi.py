@@ -5,7 +5,7 @@ sets each position's level between a *background level* (weight 0) and the file'
 ``level = background + weight * (level - background)``. The gain units then scale each position by its own
 level's gains (``LevelGain.spatial``, interpolated log-linearly, extended one step below level 1), so the
 background can give up its bits while the leaf keeps its quality. The weights travel in the file as one u8
-each, DEFLATE-coded (``container.RoiMap``): a few dozen bytes for a leaf, a few kilobytes for 12 MP.
+each, context-coded (``helpers.codec.map_coding``): about 17 bytes for a leaf, about a kilobyte for 12 MP.
 
 Why the hyperprior runs at the file's level: gain units trained on uniform levels leave a hyperprior that
 predicts badly for a mixed latent (notebook 07, section 7.3: fed one as is, its predicted means sit at the leaf's
@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from helpers.codec.container import LEVEL_UNITS, RoiMap, deflated, level_units
+from helpers.codec import map_coding
+from helpers.codec.container import LEVEL_UNITS, RoiMap, level_units
 from helpers.codec.errors import CodecError
 from helpers.codec.models import LevelGain, level_index
 
@@ -40,12 +41,7 @@ def quantised(weights: np.ndarray) -> np.ndarray:
 
 def encode_map(weights: np.ndarray, background: float) -> RoiMap:
     """The file's ``roi`` field of a u8 weight map (latent rows x cols) and the background level."""
-    return RoiMap(level_units(background), deflated(np.ascontiguousarray(weights, np.uint8).tobytes()))
-
-
-def decode_map(roi: RoiMap, rows: int, cols: int) -> np.ndarray:
-    """The u8 weight map (rows, cols) of a file's ``roi`` field."""
-    return np.frombuffer(roi.weights(rows, cols), np.uint8).reshape(rows, cols)
+    return RoiMap(level_units(background), map_coding.encode(weights))
 
 
 def position_indexes(weights: np.ndarray, level: float, background: float) -> torch.Tensor:

@@ -35,11 +35,18 @@ CASES = {
     "v3_level10": ("leaf", ["--level", "10", "--tune", "high"]),
     "v3_multitile_level6": ("wide", ["--level", "6", "--tune", "high"]),
     # region of interest (format version 3, issue 31): a user's three-valued mask; v3 on two coding tiles with
-    # the leaf map and a background below level 1
+    # the leaf map and a background below level 1. Written by the commit that introduced version 3; this encoder
+    # writes version 4 for them (only the map's coding differs).
     "roi_level6": ("leaf", ["--level", "6", "--roi", str(HERE / "source_mask.png")]),
     "v3_roi_multitile_level8": (
         "wide",
         ["--level", "8", "--tune", "high", "--roi", "leaf", "--background-level", "0"],
+    ),
+    # format version 4 (the map context-coded): the same mask as roi_level6, and the lesion map on two tiles
+    "v4_roi_level6": ("leaf", ["--level", "6", "--roi", str(HERE / "source_mask.png")]),
+    "v4_roi_lesion_multitile_level5": (
+        "wide",
+        ["--level", "5", "--roi", "lesion", "--background-level", "0.5"],
     ),
 }
 
