@@ -73,4 +73,17 @@ def test_a_forged_size_ends_in_an_error_not_a_long_decode():
     (the decoder never reads past what the encoder wrote)."""
     stream = map_coding.encode(_blob(16, 16).astype(np.uint8))
     with pytest.raises(CodecError, match="cut short"):
-        map_coding.decode(stream, 100_000, 100_000)  # 10^10 positions: finishing would take hours
+        map_coding.decode(stream, 100_000, 100_000)  # 10^10 positions: hours, and more memory than there is
+
+
+def test_the_shipped_prior_is_what_the_training_maps_give():
+    from helpers import paths
+    from helpers.data.dataset import read_manifest, split_paths
+    from helpers.study.roi import map_context_prior
+
+    root = paths.data_dir()
+    if not root.is_dir():
+        pytest.skip(f"PlantVillage not found at {root} (set DATA_DIR)")
+    train = [p for p in split_paths(read_manifest(paths.MANIFEST), "train", root) if "Potato" not in str(p)]
+    prior, equals_n = map_context_prior(train[:: len(train) // 300][:300])
+    assert (prior, equals_n) == (list(map_coding.PRIOR), map_coding.PRIOR_EQUALS_N)

@@ -128,11 +128,13 @@ class _Decoder:
 
 
 def _code(weights: list[list[int]], palette: list[int], rows: int, cols: int, coder) -> list[list[int]]:
-    """Walk the map in raster order, coding (``coder.encoding``) or decoding into ``weights`` each position's
-    decisions (module docstring)."""
+    """Walk the map in raster order, coding (``coder.encoding``) or decoding (appending rows to ``weights``)
+    each position's decisions (module docstring)."""
     same, equals_n = list(PRIOR), [PRIOR_EQUALS_N]
     for r in range(rows):
         up = weights[r - 1] if r else None
+        if not coder.encoding:  # a row at a time: a forged size errs out before it could fill memory
+            weights.append([0] * cols)
         row = weights[r]
         for c in range(cols):
             w = row[c - 1] if c else (up[0] if up else palette[0])
@@ -205,9 +207,10 @@ def encode(weights: np.ndarray) -> bytes:
     if weights.ndim != 2 or 0 in weights.shape:
         raise ValueError(f"expected a non-empty 2-D map, not shape {weights.shape}")
     palette = np.unique(weights).tolist()
+    if len(palette) == 1:  # one weight everywhere: the palette says it all
+        return bytes([0, *palette])
     coder = _Encoder()
-    if len(palette) > 1:
-        _code(weights.tolist(), palette, *weights.shape, coder)
+    _code(weights.tolist(), palette, *weights.shape, coder)
     return bytes([len(palette) - 1, *palette]) + coder.finish()
 
 
@@ -218,10 +221,12 @@ def decode(data: bytes, rows: int, cols: int) -> np.ndarray:
     palette = list(data[1 : 2 + data[0]])
     if any(a >= b for a, b in zip(palette, palette[1:])):
         raise CodecError("corrupted ROI map: its palette is not in increasing order")
-    weights = [[palette[0]] * cols for _ in range(rows)]
     if len(palette) > 1:
-        _code(weights, palette, rows, cols, _Decoder(data[2 + data[0] :]))
-    out = np.array(weights, np.uint8)
+        out = np.array(_code([], palette, rows, cols, _Decoder(data[2 + data[0] :])), np.uint8)
+    elif len(data) == 2:
+        out = np.full((rows, cols), palette[0], np.uint8)
+    else:
+        raise CodecError(f"corrupted ROI map: it does not hold {rows}x{cols} weights")
     if encode(out) != data:
         raise CodecError(f"corrupted ROI map: it does not hold {rows}x{cols} weights")
     return out

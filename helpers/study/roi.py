@@ -215,9 +215,10 @@ def bits_figure(
 
 
 def map_bytes(leaf, images: dict[str, np.ndarray], level: int) -> pd.DataFrame:
-    """The ROI map's share of real files: per image, the leaf-map file's bytes, its map's bytes and the bytes
-    the uniform file at the same level had (what the map saved, net)."""
-    from helpers.codec.container import parse
+    """The ROI map's share of real files: per image, the leaf-map file's bytes, its map's bytes (and what the
+    same map took DEFLATE-coded, as format version 3 stored it) and the bytes the uniform file at the same
+    level had (what the region saved, net)."""
+    from helpers.codec.container import deflated, latent_grid, parse
 
     rows = []
     for name, img in images.items():
@@ -225,10 +226,29 @@ def map_bytes(leaf, images: dict[str, np.ndarray], level: int) -> pd.DataFrame:
         uniform = len(leaf.encode(img, level))
         roi_map = parse(data).roi
         map_len = 0 if roi_map is None else len(roi_map.coded)
+        grid = latent_grid(*img.shape[:2])
+        v3_len = 0 if roi_map is None else len(deflated(roi_map.weights(*grid).tobytes()))
         rows.append({"image": name, "size": f"{img.shape[1]}x{img.shape[0]}", "level": level,
                      "uniform_bytes": uniform, "roi_bytes": len(data), "map_bytes": map_len,
+                     "map_bytes_deflate": v3_len,
                      "map_share_of_file": map_len / len(data), "saved": 1 - len(data) / uniform})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def map_context_prior(paths: Sequence[Path], kinds: Sequence[str] = MAPS) -> tuple[list[int], int]:
+    """``map_coding.PRIOR`` and ``PRIOR_EQUALS_N`` re-estimated: each decision's frequency of 0 (Laplace-
+    smoothed, in 11 bits) over the ``kinds`` maps of the images at ``paths`` (the shipped values: 300 leaves of
+    the training split, Potato excluded, leaf and lesion maps)."""
+    from helpers.codec import map_coding, roi
+    from helpers.data.dataset import read_image
+
+    counts = np.zeros((len(map_coding.PRIOR) + 1, 2))
+    for path in paths:
+        img = read_image(path)
+        for kind in kinds:
+            counts += map_coding.context_counts(roi.quantised(importance.importance_map(img, kind)))
+    prior = np.clip(np.rint(2048 * (counts[:, 0] + 1) / (counts.sum(1) + 2)), 16, 2032).astype(int).tolist()
+    return prior[:-1], prior[-1]
 
 
 def hyperprior_ablation(
