@@ -41,6 +41,25 @@ def test_the_grid_covers_every_latent_once(rows, cols, size, halo):
     assert (count == 1).all()
 
 
+@pytest.mark.parametrize("height, width", [(256, 256), (64, 300), (1024, 512), (1100, 40)])
+def test_side_parameters_in_parts_equal_the_whole_tiles(codec, height, width):
+    """A one-tile image's hyper-synthesis runs in two halves on the workers; the coder sees the same means and
+    scale indexes as from the whole tile, at one worker or two."""
+    tiles = tiling.coding_tiles(height, width)
+    parts = [tiling.parameter_parts(t, len(tiles)) for t in tiles]
+    assert len(parts[0]) == (2 if len(tiles) == 1 and height >= 128 else 1)
+    rows, cols = tiling.latent_size(height, width)
+    z_hat = torch.randint(
+        -3, 4, (1, codec.model.N, rows // tiling.Z_STRIDE, cols // tiling.Z_STRIDE)
+    ).double()
+    with single_thread(), torch.no_grad():
+        whole = [codec.tile_codec.parameters(codec._tile_parameters(z_hat, t)) for t in tiles]
+        for n in (1, 2):
+            for (means, indexes), params in zip(whole, codec._parameters(z_hat, tiles, 1, None, n)):
+                got_means, got_indexes = codec.tile_codec.parameters(params)
+                assert torch.equal(got_means, means) and torch.equal(got_indexes, indexes)
+
+
 def test_tiled_analysis_equals_the_whole_image_one(codec, photo):
     """The halo (32 pixels) covers g_a's receptive field (+-30): every latent sees exactly the same pixels."""
     rgb = np.ascontiguousarray(photo[:600, :1100])

@@ -253,14 +253,13 @@ class LeafCodec:
                 roi.position_indexes(region[0], level, background),
             )
 
-        def code(t: tiling.Tile) -> tuple[list[bytes], bytes]:
+        streams, crc, tiles = [z_stream], 0, tiling.coding_tiles(h, w)
+        # The hyper-synthesis of the next tiles runs on the workers while this thread codes rANS.
+        for t, params in zip(tiles, self._parameters(z_hat, tiles, level, indexes, n)):
             y_tile, ratios = y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_ratios(t, level, indexes)
             if ratios is not None:  # each position at its own level
                 y_tile = y_tile.double() * ratios
-            return self.tile_codec.compress(y_tile, self._tile_parameters(z_hat, t, ratios))
-
-        streams, crc = [z_stream], 0
-        for tile_streams, symbols in tiling.map_ordered(code, tiling.coding_tiles(h, w), n):
+            tile_streams, symbols = self.tile_codec.compress(y_tile, params)
             streams += tile_streams
             crc = zlib.crc32(symbols, crc)
         return pack(self.model_name, self.hash, level, colour, h, w, crc, streams, roi_map)
@@ -270,6 +269,17 @@ class LeafCodec:
         if indexes is None:
             return None
         return roi.gain_ratios(self.model.gain, indexes[:, t.r0 : t.r1, t.c0 : t.c1], level)
+
+    def _parameters(self, z_hat: torch.Tensor, tiles: list[tiling.Tile], level: float,
+                    indexes: torch.Tensor | None, n: int):  # fmt: skip
+        """Each coding tile's side parameters (``_tile_parameters``), in order, computed on ``n`` workers. A
+        one-tile image's are computed in two halves (``tiling.parameter_parts``) so that both workers share its
+        float64 hyper-synthesis; the parts depend on the image's size only, never on the workers."""
+        parts = [tiling.parameter_parts(t, len(tiles)) for t in tiles]
+        done = tiling.map_ordered(lambda p: self._tile_parameters(z_hat, p, self._tile_ratios(p, level, indexes)),
+                                  [p for tile_parts in parts for p in tile_parts], n)  # fmt: skip
+        for tile_parts in parts:
+            yield torch.cat([next(done) for _ in tile_parts], 2)
 
     def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile, ratios: torch.Tensor | None = None
                          ) -> torch.Tensor:  # fmt: skip
@@ -343,9 +353,7 @@ class LeafCodec:
         k, crc = self.tile_codec.streams_per_tile, 0
         tiles = tiling.coding_tiles(header.height, header.width)
         # The float64 hyper-synthesis of the next tiles runs on the workers while this thread decodes rANS.
-        params = tiling.map_ordered(
-            lambda t: self._tile_parameters(z_hat, t, self._tile_ratios(t, header.level, indexes)), tiles, n
-        )
+        params = self._parameters(z_hat, tiles, header.level, indexes, n)
         for i, (t, tile_params) in enumerate(zip(tiles, params)):
             streams = header.streams[1 + k * i : 1 + k * (i + 1)]
             name = f"latent stream {i + 1}" if k == 1 else f"latent streams {1 + k * i}-{k * (i + 1)}"

@@ -32,7 +32,7 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -96,6 +96,18 @@ def latent_size(height: int, width: int) -> tuple[int, int]:
 def coding_tiles(height: int, width: int) -> list[Tile]:
     """The coding tiles of an image (latent units; no halo: see ``z_window``)."""
     return grid(*latent_size(height, width), CODING_TILE, 0)
+
+
+def parameter_parts(tile: Tile, n_tiles: int) -> list[Tile]:
+    """The parts of a coding tile whose side parameters are computed separately: the tile itself, or for an
+    image of one coding tile at least ``2 * SPLIT_MIN_ROWS`` latents tall, its two halves by rows (cut on the
+    hyper-latent grid), so that two workers share it. They depend on the image's size only, never on the
+    workers, so neither do the parameters."""
+    rows = tile.r1 - tile.r0
+    if n_tiles > 1 or rows < 2 * SPLIT_MIN_ROWS:
+        return [tile]
+    mid = tile.r0 + rows // 2 // Z_STRIDE * Z_STRIDE
+    return [replace(tile, r1=mid, a1=mid), replace(tile, r0=mid, a0=mid)]
 
 
 def z_window(tile: Tile, z_rows: int, z_cols: int) -> Tile:
