@@ -92,7 +92,7 @@ colab-check: venv
 test: setup data lint numpy2-env
 	$(PY) -m pytest -q
 	$(VENV_NP2)/bin/python -m pytest -q -p no:cacheprovider tests/test_codec.py tests/test_imageio.py tests/test_metrics.py tests/test_golden.py \
-	  tests/test_roi.py tests/test_importance.py
+	  tests/test_roi.py tests/test_importance.py tests/test_map_coding.py
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
