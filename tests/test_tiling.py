@@ -55,9 +55,9 @@ def test_side_parameters_in_parts_equal_the_whole_tiles(codec, height, width):
     with single_thread(), torch.no_grad():
         whole = [codec.tile_codec.parameters(codec._tile_parameters(z_hat, t)) for t in tiles]
         for n in (1, 2):
-            for (means, indexes), params in zip(whole, codec._parameters(z_hat, tiles, 1, None, n)):
+            for (means, indexes), (params, ratios) in zip(whole, codec._parameters(z_hat, tiles, 1, None, n)):
                 got_means, got_indexes = codec.tile_codec.parameters(params)
-                assert torch.equal(got_means, means) and torch.equal(got_indexes, indexes)
+                assert torch.equal(got_means, means) and torch.equal(got_indexes, indexes) and ratios is None
 
 
 def test_tiled_analysis_equals_the_whole_image_one(codec, photo):

@@ -255,8 +255,8 @@ class LeafCodec:
 
         streams, crc, tiles = [z_stream], 0, tiling.coding_tiles(h, w)
         # The hyper-synthesis of the next tiles runs on the workers while this thread codes rANS.
-        for t, params in zip(tiles, self._parameters(z_hat, tiles, level, indexes, n)):
-            y_tile, ratios = y[..., t.r0 : t.r1, t.c0 : t.c1], self._tile_ratios(t, level, indexes)
+        for t, (params, ratios) in zip(tiles, self._parameters(z_hat, tiles, level, indexes, n)):
+            y_tile = y[..., t.r0 : t.r1, t.c0 : t.c1]
             if ratios is not None:  # each position at its own level
                 y_tile = y_tile.double() * ratios
             tile_streams, symbols = self.tile_codec.compress(y_tile, params)
@@ -272,14 +272,20 @@ class LeafCodec:
 
     def _parameters(self, z_hat: torch.Tensor, tiles: list[tiling.Tile], level: float,
                     indexes: torch.Tensor | None, n: int):  # fmt: skip
-        """Each coding tile's side parameters (``_tile_parameters``), in order, computed on ``n`` workers. A
-        one-tile image's are computed in two halves (``tiling.parameter_parts``) so that both workers share its
-        float64 hyper-synthesis; the parts depend on the image's size only, never on the workers."""
+        """Each coding tile's side parameters (``_tile_parameters``) and a region of interest's gain ratios over
+        it (None if uniform), in order, computed on ``n`` workers. A one-tile image's are computed in two halves
+        (``tiling.parameter_parts``) so that both workers share its float64 hyper-synthesis; the parts depend on
+        the image's size only, never on the workers."""
+
+        def part(p: tiling.Tile) -> tuple[torch.Tensor, torch.Tensor | None]:
+            ratios = self._tile_ratios(p, level, indexes)
+            return self._tile_parameters(z_hat, p, ratios), ratios
+
         parts = [tiling.parameter_parts(t, len(tiles)) for t in tiles]
-        done = tiling.map_ordered(lambda p: self._tile_parameters(z_hat, p, self._tile_ratios(p, level, indexes)),
-                                  [p for tile_parts in parts for p in tile_parts], n)  # fmt: skip
+        done = tiling.map_ordered(part, [p for tile_parts in parts for p in tile_parts], n)
         for tile_parts in parts:
-            yield torch.cat([next(done) for _ in tile_parts], 2)
+            params, ratios = zip(*(next(done) for _ in tile_parts))
+            yield torch.cat(params, 2), None if indexes is None else torch.cat(ratios, 2)
 
     def _tile_parameters(self, z_hat: torch.Tensor, t: tiling.Tile, ratios: torch.Tensor | None = None
                          ) -> torch.Tensor:  # fmt: skip
@@ -354,7 +360,7 @@ class LeafCodec:
         tiles = tiling.coding_tiles(header.height, header.width)
         # The float64 hyper-synthesis of the next tiles runs on the workers while this thread decodes rANS.
         params = self._parameters(z_hat, tiles, header.level, indexes, n)
-        for i, (t, tile_params) in enumerate(zip(tiles, params)):
+        for i, (t, (tile_params, _)) in enumerate(zip(tiles, params)):
             streams = header.streams[1 + k * i : 1 + k * (i + 1)]
             name = f"latent stream {i + 1}" if k == 1 else f"latent streams {1 + k * i}-{k * (i + 1)}"
             tile, symbols = self.tile_codec.decompress(streams, tile_params, (t.r1 - t.r0, t.c1 - t.c0), name)

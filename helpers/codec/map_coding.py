@@ -61,18 +61,19 @@ class _Encoder:
         else:
             self.range = bound
             probs[i] += (_ONE - probs[i]) >> _ADAPT
-        while self.range < _TOP:
-            self.range <<= 8
-            self._shift()
+        self._normalise()
 
     def plain(self, value: int, bits: int) -> None:
         for k in reversed(range(bits)):
             self.range >>= 1
             if (value >> k) & 1:
                 self.low += self.range
-            while self.range < _TOP:
-                self.range <<= 8
-                self._shift()
+            self._normalise()
+
+    def _normalise(self) -> None:
+        while self.range < _TOP:
+            self.range <<= 8
+            self._shift()
 
     def finish(self) -> bytes:
         for _ in range(5):
@@ -109,9 +110,7 @@ class _Decoder:
             self.range -= bound
             probs[i] -= probs[i] >> _ADAPT
             bit = 1
-        while self.range < _TOP:
-            self.range = self.range << 8
-            self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFFFF
+        self._normalise()
         return bit
 
     def plain(self, bits: int) -> int:
@@ -121,10 +120,13 @@ class _Decoder:
             bit = int(self.code >= self.range)
             self.code -= self.range * bit
             value = (value << 1) | bit
-            while self.range < _TOP:
-                self.range <<= 8
-                self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFFFF
+            self._normalise()
         return value
+
+    def _normalise(self) -> None:
+        while self.range < _TOP:
+            self.range <<= 8
+            self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFFFF
 
 
 def _code(weights: list[list[int]], palette: list[int], rows: int, cols: int, coder) -> list[list[int]]:

@@ -5,7 +5,7 @@ sets each position's level between a *background level* (weight 0) and the file'
 ``level = background + weight * (level - background)``. The gain units then scale each position by its own
 level's gains (``LevelGain.spatial``, interpolated log-linearly, extended one step below level 1), so the
 background can give up its bits while the leaf keeps its quality. The weights travel in the file as one u8
-each, context-coded (``helpers.codec.map_coding``): about 17 bytes for a leaf, about a kilobyte for 12 MP.
+each, context-coded (``helpers.codec.map_coding``): about 18 bytes for a leaf, about a kilobyte for 12 MP.
 
 Why the hyperprior runs at the file's level: gain units trained on uniform levels leave a hyperprior that
 predicts badly for a mixed latent (notebook 07, section 7.3: fed one as is, its predicted means sit at the leaf's
